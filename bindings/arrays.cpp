@@ -1,0 +1,167 @@
+// NumPy input and output. The fast path takes a float32 C-contiguous array as it is; anything
+// else array-like and real is converted once (documented in the README).
+#include <pybind11/stl.h>
+
+#include <sstream>
+
+#include "common.hpp"
+#include "ruvector/errors.hpp"
+
+namespace ruvector::bindings {
+namespace {
+
+py::module_& numpy() {
+  static py::module_ np = py::module_::import("numpy");
+  return np;
+}
+
+std::string shape_of(const py::array& a) {
+  std::ostringstream s;
+  s << "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  if (a.ndim() == 1) s << ",";
+  s << ")";
+  return s.str();
+}
+
+bool is_plain_float32(py::handle obj) {
+  if (!py::isinstance<py::array_t<float>>(obj)) return false;
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  return (a.flags() & py::array::c_style) && (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
+}
+
+}  // namespace
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+FloatArray to_float_array(py::handle obj, const char* name, int ndim, const char* shape_hint) {
+  py::array arr;
+  if (is_plain_float32(obj)) {
+    arr = py::reinterpret_borrow<py::array>(obj);
+  } else {
+    if (obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
+        py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr()))
+      throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
+    py::object converted;
+    try {
+      converted = numpy().attr("asarray")(obj);
+    } catch (py::error_already_set& e) {
+      throw InvalidInput(std::string(name) + " could not be read as an array " + shape_hint +
+                         " (ragged nested lists?): " + e.what());
+    }
+    py::array a = py::reinterpret_borrow<py::array>(converted);
+    const char kind = a.dtype().kind();
+    if (kind == 'c')
+      throw InvalidInput(std::string(name) + " is complex; pass real values (e.g. x.real) as a float array " +
+                         shape_hint);
+    if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+      throw InvalidInput(std::string(name) + " must hold real numbers " + shape_hint + ", got dtype " +
+                         std::string(py::str(a.dtype())) + (kind == 'O' ? " (ragged or mixed nested sequences?)" : ""));
+    arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!arr) throw InvalidInput(std::string(name) + " could not be converted to float32 " + shape_hint);
+  }
+  const int nd = static_cast<int>(arr.ndim());
+  const bool rank_ok = ndim < 0 ? (nd == 2 || nd == 3) : nd == ndim;
+  if (!rank_ok)
+    throw DimensionMismatch(std::string(name) + " must be " + (ndim < 0 ? "2-D or 3-D" : std::to_string(ndim) + "-D") +
+                                " " + shape_hint + ", got a " + std::to_string(nd) + "-D array of shape " +
+                                shape_of(arr),
+                            ndim < 0 ? 2 : ndim, nd);
+  FloatArray out;
+  out.data = static_cast<const float*>(arr.data());
+  out.shape.assign(arr.shape(), arr.shape() + nd);
+  out.array = std::move(arr);
+  return out;
+}
+
+FloatArray to_matrix(py::handle obj, const char* name, const char* shape_hint) {
+  return to_float_array(obj, name, 2, shape_hint);
+}
+
+FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint) {
+  return to_float_array(obj, name, 1, shape_hint);
+}
+
+py::array_t<float> to_numpy(RowMatrixXf&& m, const std::vector<Index>& shape) {
+  auto* owned = new RowMatrixXf(std::move(m));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<RowMatrixXf*>(p); });
+  std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  std::vector<py::ssize_t> strides(dims.size());
+  py::ssize_t stride = sizeof(float);
+  for (std::size_t i = dims.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= dims[i];
+  }
+  return py::array_t<float>(dims, strides, owned->data(), free_when_done);
+}
+
+py::array_t<float> to_numpy(RowMatrixXf&& m) {
+  const std::vector<Index> shape{m.rows(), m.cols()};
+  return to_numpy(std::move(m), shape);
+}
+
+py::array_t<std::int64_t> to_numpy(RowMatrixXi64&& m) {
+  auto* owned = new RowMatrixXi64(std::move(m));
+  py::capsule free_when_done(owned, [](void* p) { delete static_cast<RowMatrixXi64*>(p); });
+  return py::array_t<std::int64_t>({owned->rows(), owned->cols()}, owned->data(), free_when_done);
+}
+
+namespace {
+struct MetaToPython {
+  py::object operator()(bool v) const { return py::bool_(v); }
+  py::object operator()(std::int64_t v) const { return py::int_(v); }
+  py::object operator()(double v) const { return py::float_(v); }
+  py::object operator()(const std::string& v) const { return py::str(v); }
+  py::object operator()(const std::vector<double>& v) const { return py::cast(v); }
+  py::object operator()(RowMatrixXf& v) const { return to_numpy(std::move(v)); }
+  py::object operator()(RowMatrixXi64& v) const { return to_numpy(std::move(v)); }
+};
+}  // namespace
+
+py::object to_python(AttentionOutput&& out) {
+  auto result = std::make_unique<PyAttentionOutput>();
+  result->values = to_numpy(std::move(out.values));
+  result->weights = out.has_weights() ? py::object(to_numpy(std::move(out.weights), out.weights_shape)) : py::none();
+  for (auto& [key, value] : out.metadata) result->metadata[py::str(key)] = std::visit(MetaToPython{}, value);
+  return py::cast(std::move(result));
+}
+
+}  // namespace ruvector::bindings
+
+namespace ruvector::bindings {
+
+MaskArray to_mask(py::handle obj, const char* name) {
+  MaskArray out;
+  if (obj.is_none()) return out;
+  if (py::isinstance<py::str>(obj) || py::isinstance<py::dict>(obj))
+    throw InvalidInput(std::string(name) + " must be a boolean or float array [Lq, Lk], got " + type_name(obj));
+  py::array a;
+  try {
+    a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
+  } catch (py::error_already_set& e) {
+    throw InvalidInput(std::string(name) + " could not be read as an array [Lq, Lk]: " + e.what());
+  }
+  if (a.ndim() != 2)
+    throw DimensionMismatch(std::string(name) + " must be 2-D [Lq, Lk], got a " + std::to_string(a.ndim()) +
+                                "-D array of shape " + shape_of(a),
+                            2, a.ndim());
+  const char kind = a.dtype().kind();
+  if (kind == 'b') {
+    out.array = numpy().attr("ascontiguousarray")(a);
+    out.mask.kind = AttentionMask::Kind::Boolean;
+    out.mask.boolean = static_cast<const std::uint8_t*>(out.array.data());
+  } else if (kind == 'f') {
+    out.array = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+    out.mask.kind = AttentionMask::Kind::Additive;
+    out.mask.additive = static_cast<const float*>(out.array.data());
+  } else {
+    throw InvalidInput(std::string(name) + " must be boolean (True = may attend) or float (added to the scores), got dtype " +
+                       std::string(py::str(a.dtype())) + "; use mask.astype(bool) for a 0/1 mask");
+  }
+  out.mask.rows = a.shape(0);
+  out.mask.cols = a.shape(1);
+  out.mask.stride = a.shape(1);
+  return out;
+}
+
+}  // namespace ruvector::bindings

@@ -1,0 +1,37 @@
+// Module-level functions of SPEC §2: features, SIMD backend, thread pool.
+#include <pybind11/stl.h>
+
+#include "common.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/simd.hpp"
+#include "ruvector/thread_pool.hpp"
+
+namespace ruvector::bindings {
+
+void register_core(py::module_& m) {
+  m.def("get_features", &cpu_features, "CPU SIMD features detected at run time.");
+  m.def("get_simd_backend", [] { return std::string(backend_name(simd_backend())); },
+        "The kernel set in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
+  m.def("set_simd_backend", &set_simd_backend, py::arg("name"),
+        "Force a kernel set ('avx512', 'avx2', 'neon', 'scalar'), or 'auto' for detection.");
+  m.def("get_num_threads", &get_num_threads, "Size of the process-wide C++ thread pool.");
+  m.def(
+      "set_num_threads",
+      [](long long n) {
+        if (n < 1) throw InvalidConfig("num_threads must be >= 1, got " + std::to_string(n));
+        set_num_threads(static_cast<std::size_t>(n));
+      },
+      py::arg("n"), "Resize the process-wide C++ thread pool (n >= 1).");
+  m.def("_init_from_env", [] {
+    init_simd_from_env();
+    init_threads_from_env();
+  });
+  m.def("_available_backends", [] {
+    std::vector<std::string> names;
+    for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar})
+      if (backend_supported(b)) names.emplace_back(backend_name(b));
+    return names;
+  });
+}
+
+}  // namespace ruvector::bindings

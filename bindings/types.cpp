@@ -1,0 +1,131 @@
+// AttentionConfig and AttentionOutput (SPEC §3).
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "common.hpp"
+#include "ruvector/errors.hpp"
+
+namespace ruvector::bindings {
+namespace {
+
+const char* const kConfigKeys[] = {"num_heads", "head_dim", "dropout", "use_bias", "scale", "seed"};
+
+py::dict config_dict(const AttentionConfig& c) {
+  py::dict d;
+  d["num_heads"] = c.num_heads;
+  d["head_dim"] = c.head_dim;
+  d["dropout"] = c.dropout;
+  d["use_bias"] = c.use_bias;
+  d["scale"] = c.scale ? py::object(py::float_(*c.scale)) : py::none();
+  d["seed"] = c.seed;
+  return d;
+}
+
+AttentionConfig make_config(int num_heads, int head_dim, double dropout, bool use_bias, std::optional<double> scale,
+                            long long seed) {
+  if (seed < 0) throw InvalidConfig("seed must be >= 0, got " + std::to_string(seed));
+  AttentionConfig c;
+  c.num_heads = num_heads;
+  c.head_dim = head_dim;
+  c.dropout = dropout;
+  c.use_bias = use_bias;
+  c.scale = scale;
+  c.seed = static_cast<std::uint64_t>(seed);
+  c.validate();
+  return c;
+}
+
+std::string describe_array(py::handle obj) {
+  if (obj.is_none()) return "None";
+  if (!py::isinstance<py::array>(obj)) return type_name(obj);
+  auto a = py::reinterpret_borrow<py::array>(obj);
+  std::ostringstream s;
+  s << py::str(a.dtype()).cast<std::string>() << "[";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
+  s << "]";
+  return s.str();
+}
+
+}  // namespace
+
+AttentionConfig to_config(py::handle obj) {
+  if (obj.is_none()) return AttentionConfig{};
+  if (py::isinstance<AttentionConfig>(obj)) {
+    AttentionConfig c = obj.cast<AttentionConfig>();
+    c.validate();
+    return c;
+  }
+  if (py::isinstance<py::dict>(obj)) {
+    auto d = py::reinterpret_borrow<py::dict>(obj);
+    for (auto item : d) {
+      const std::string key = py::str(item.first);
+      bool known = false;
+      for (const char* k : kConfigKeys) known = known || key == k;
+      if (!known)
+        throw InvalidConfig("unknown config key '" + key +
+                            "': use num_heads, head_dim, dropout, use_bias, scale, seed");
+    }
+    py::object cls = py::module_::import("ruvector._native").attr("AttentionConfig");
+    return cls(**d).cast<AttentionConfig>();
+  }
+  throw InvalidConfig("config must be an AttentionConfig, a dict with its keys, or None; got " + type_name(obj));
+}
+
+void register_types(py::module_& m) {
+  py::class_<AttentionConfig>(m, "AttentionConfig", "Settings shared by every mechanism (SPEC §3).")
+      .def(py::init(&make_config), py::kw_only(), py::arg("num_heads") = 8, py::arg("head_dim") = 64,
+           py::arg("dropout") = 0.1, py::arg("use_bias") = true, py::arg("scale") = py::none(),
+           py::arg("seed") = 0)
+      .def_readonly("num_heads", &AttentionConfig::num_heads)
+      .def_readonly("head_dim", &AttentionConfig::head_dim)
+      .def_readonly("dropout", &AttentionConfig::dropout)
+      .def_readonly("use_bias", &AttentionConfig::use_bias)
+      .def_readonly("scale", &AttentionConfig::scale)
+      .def_readonly("seed", &AttentionConfig::seed)
+      .def("to_dict", &config_dict, "The config as a dict (the same keys the constructors take).")
+      .def("__eq__",
+           [](const AttentionConfig& a, py::object b) {
+             if (!py::isinstance<AttentionConfig>(b)) return false;
+             return config_dict(a).equal(config_dict(b.cast<AttentionConfig>()));
+           })
+      .def("__hash__", [](const AttentionConfig& a) { return py::hash(py::tuple(config_dict(a).attr("values")())); })
+      .def("__repr__",
+           [](const AttentionConfig& c) {
+             std::ostringstream s;
+             s << "AttentionConfig(num_heads=" << c.num_heads << ", head_dim=" << c.head_dim
+               << ", dropout=" << py::repr(py::float_(c.dropout)).cast<std::string>()
+               << ", use_bias=" << (c.use_bias ? "True" : "False") << ", scale="
+               << (c.scale ? py::repr(py::float_(*c.scale)).cast<std::string>() : std::string("None"))
+               << ", seed=" << c.seed << ")";
+             return s.str();
+           })
+      .def(py::pickle([](const AttentionConfig& c) { return config_dict(c); },
+                      [](py::dict d) { return to_config(d); }));
+
+  py::class_<PyAttentionOutput>(m, "AttentionOutput",
+                                "Result of a compute call: values, weights (or None) and metadata.")
+      .def(py::init([](py::object values, py::object weights, py::object metadata) {
+             auto out = PyAttentionOutput{std::move(values), std::move(weights),
+                                          metadata.is_none() ? py::dict() : py::dict(metadata)};
+             return out;
+           }),
+           py::arg("values"), py::arg("weights") = py::none(), py::arg("metadata") = py::none())
+      .def_readonly("values", &PyAttentionOutput::values)
+      .def_readonly("weights", &PyAttentionOutput::weights)
+      .def_readonly("metadata", &PyAttentionOutput::metadata)
+      .def("__repr__",
+           [](const PyAttentionOutput& o) {
+             std::string type = "?";
+             if (o.metadata.contains("attention_type")) type = py::str(o.metadata["attention_type"]);
+             return "AttentionOutput(attention_type='" + type + "', values=" + describe_array(o.values) +
+                    ", weights=" + describe_array(o.weights) + ")";
+           })
+      .def(py::pickle([](const PyAttentionOutput& o) { return py::make_tuple(o.values, o.weights, o.metadata); },
+                      [](py::tuple t) {
+                        return PyAttentionOutput{t[0], t[1], py::dict(t[2])};
+                      }));
+}
+
+}  // namespace ruvector::bindings

@@ -1,0 +1,25 @@
+// Internal glue between front ends and kernels: runs the fused attention and GEMM kernels on
+// the process-wide pool, and checks that a requested allocation is sane before making it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "simd/kernels.hpp"
+
+namespace ruvector::detail {
+
+// Runs the fused attention kernel of the active backend; splits query blocks over the pool
+// when the work is large enough to pay for it. Throws std::bad_alloc on scratch failure.
+void run_flash(const simd::FlashParams& p);
+// C = A·op(B) (+bias) with the active backend's GEMM.
+void run_gemm(const simd::GemmParams& p);
+
+// Throws InvalidInput (with `hint` on how to avoid it) when `count` floats cannot possibly be
+// allocated on this machine, or when rows*cols overflows.
+std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint);
+
+std::string shape_str(std::int64_t rows, std::int64_t cols);
+
+}  // namespace ruvector::detail

@@ -1,0 +1,80 @@
+// DotProductAttention front end: validate shapes once, then one fused kernel call.
+#include "ruvector/dot_product.hpp"
+
+#include <string>
+
+#include "attention_core.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/simd.hpp"
+
+namespace ruvector {
+
+DotProductAttention::DotProductAttention(AttentionConfig config) : config_(config) { config_.validate(); }
+
+DotProductAttention::DotProductAttention(const DotProductAttention& other)
+    : config_(other.config_), calls_(other.calls_.load()) {}
+
+DotProductAttention& DotProductAttention::operator=(const DotProductAttention& other) {
+  config_ = other.config_;
+  calls_.store(other.calls_.load());
+  return *this;
+}
+
+AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
+                                             const DotProductOptions& opt) const {
+  const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
+  if (k.cols() != d)
+    throw DimensionMismatch("key has " + std::to_string(k.cols()) + " columns, query has " + std::to_string(d) +
+                                ": query and key must share their last dimension",
+                            d, k.cols());
+  if (v.rows() != lk)
+    throw DimensionMismatch("value has " + std::to_string(v.rows()) + " rows, key has " + std::to_string(lk) +
+                                ": give one value row per key",
+                            lk, v.rows());
+  if (opt.mask.kind != AttentionMask::Kind::None && (opt.mask.rows != lq || opt.mask.cols != lk))
+    throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
+                                ", expected [Lq, Lk] = " + detail::shape_str(lq, lk),
+                            lq * lk, opt.mask.rows * opt.mask.cols);
+
+  AttentionOutput out;
+  out.values.resize(lq, dv);
+  if (opt.need_weights) {
+    detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
+    out.weights.resize(lq, lk);
+    out.weights_shape = {lq, lk};
+  }
+
+  simd::FlashParams p;
+  p.q = q.data();
+  p.ldq = static_cast<std::size_t>(q.outerStride());
+  p.k = k.data();
+  p.ldk = static_cast<std::size_t>(k.outerStride());
+  p.v = v.data();
+  p.ldv = static_cast<std::size_t>(v.outerStride());
+  p.out = out.values.data();
+  p.ldo = static_cast<std::size_t>(dv);
+  p.weights = opt.need_weights ? out.weights.data() : nullptr;
+  p.ldw = static_cast<std::size_t>(lk);
+  p.lq = static_cast<std::size_t>(lq);
+  p.lk = static_cast<std::size_t>(lk);
+  p.d = static_cast<std::size_t>(d);
+  p.dv = static_cast<std::size_t>(dv);
+  p.scale = config_.scale_for(d);
+  p.bool_mask = opt.mask.boolean;
+  p.additive_mask = opt.mask.additive;
+  p.ldm = static_cast<std::size_t>(opt.mask.stride);
+  p.causal = opt.causal;
+  if (opt.training && config_.dropout > 0.0) {
+    p.dropout = static_cast<float>(config_.dropout);
+    p.seed = config_.seed;
+    p.stream = calls_.fetch_add(1, std::memory_order_relaxed);
+  }
+  detail::run_flash(p);
+
+  out.metadata["attention_type"] = std::string("dot_product");
+  out.metadata["scale"] = static_cast<double>(p.scale);
+  out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
+  return out;
+}
+
+}  // namespace ruvector

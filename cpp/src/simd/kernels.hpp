@@ -1,0 +1,85 @@
+// The kernel table: raw-pointer, noexcept kernels compiled once per ISA
+// (kernels_<isa>.cpp, all from kernels_impl.hpp). Front ends validate everything first;
+// kernels know nothing of Python, Eigen or errors.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ruvector::simd {
+
+// How a kernel spreads independent tasks over the pool without knowing about it.
+struct Parallel {
+  void* context = nullptr;
+  // Calls fn(job, i) for i in [0, n), possibly concurrently, and returns when all are done.
+  void (*for_each)(void* context, std::size_t n, void* job, void (*fn)(void* job, std::size_t i)) = nullptr;
+};
+
+// Everything the fused attention kernel needs. Scores are
+//   s_ij = scale * q_i·k_j + additive_mask_ij − decay * |t_i − t_j|
+// restricted to allowed pairs (bool mask, causal by index, causal by time, window), then
+// softmax over j and out_i = Σ_j p_ij v_j.
+struct FlashParams {
+  const float* q = nullptr;  std::size_t ldq = 0;
+  const float* k = nullptr;  std::size_t ldk = 0;
+  const float* v = nullptr;  std::size_t ldv = 0;
+  float* out = nullptr;      std::size_t ldo = 0;
+  float* weights = nullptr;  std::size_t ldw = 0;  // null: streaming, no Lq×Lk matrix
+  std::size_t lq = 0, lk = 0, d = 0, dv = 0;
+  float scale = 1.0f;
+
+  const std::uint8_t* bool_mask = nullptr;  // [lq, lk], nonzero = may attend
+  const float* additive_mask = nullptr;     // [lq, lk]
+  std::size_t ldm = 0;
+  bool causal = false;  // keep j <= i (top-left aligned)
+
+  // Temporal decay and time masks (TemporalAttention).
+  const float* times = nullptr;  // [lq] == [lk]: self-attention only
+  float decay = 0.0f;
+  bool time_causal = false;      // keep t_j <= t_i
+  float window = -1.0f;          // keep |t_i - t_j| <= window when >= 0
+  bool always_self = false;      // i always attends to itself
+
+  // Dropout on attention weights (training only): drop with probability p, rescale by 1/(1-p).
+  float dropout = 0.0f;
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;  // per call: (object id, call counter) mixed
+};
+
+struct GemmParams {
+  // C[m,n] = A[m,k] · op(B) (+ C when accumulate) (+ bias[n] when bias).
+  // op(B) = B [k,n] row-major with ldb, or Bᵀ where B is [n,k] row-major (b_transposed).
+  const float* a = nullptr; std::size_t lda = 0;
+  const float* b = nullptr; std::size_t ldb = 0;
+  bool b_transposed = false;
+  float* c = nullptr; std::size_t ldc = 0;
+  const float* bias = nullptr;
+  std::size_t m = 0, n = 0, k = 0;
+  bool accumulate = false;
+};
+
+struct KernelTable {
+  const char* name;
+  float (*dot)(const float* x, const float* y, std::size_t n) noexcept;
+  void (*axpy)(float a, const float* x, float* y, std::size_t n) noexcept;
+  float (*max)(const float* x, std::size_t n) noexcept;
+  // x[i] = exp(x[i] - shift); returns the sum.
+  float (*exp_shift_sum)(float* x, std::size_t n, float shift) noexcept;
+  void (*scale)(float* x, std::size_t n, float a) noexcept;
+  // Numerically safe softmax in place; a row of -inf becomes zeros.
+  void (*softmax)(float* x, std::size_t n) noexcept;
+  // Returns false when scratch memory could not be allocated.
+  bool (*gemm)(const GemmParams& p, const Parallel& par) noexcept;
+  bool (*flash_attention)(const FlashParams& p, const Parallel& par) noexcept;
+};
+
+// Defined in kernels_<isa>.cpp when that ISA is built.
+const KernelTable& kernels_scalar() noexcept;
+const KernelTable& kernels_avx2() noexcept;
+const KernelTable& kernels_avx512() noexcept;
+const KernelTable& kernels_neon() noexcept;
+
+// The table of the backend in use (simd_dispatch.cpp).
+const KernelTable& active_kernels() noexcept;
+
+}  // namespace ruvector::simd

@@ -1,0 +1,62 @@
+"""ruvector: fast CPU attention mechanisms for graph-neural-network latent spaces.
+
+Every mechanism takes float32 NumPy arrays (a C-contiguous float32 array is read without a
+copy) and returns an :class:`AttentionOutput` whose arrays own their C++ buffers.
+"""
+
+from __future__ import annotations
+
+from . import _native
+from ._errors import (
+    ComputationError,
+    DimensionMismatchError,
+    InvalidConfigError,
+    InvalidInputError,
+    RuVectorError,
+)
+from ._native import (
+    AttentionConfig,
+    AttentionOutput,
+    get_features,
+    get_num_threads,
+    get_simd_backend,
+    set_num_threads,
+    set_simd_backend,
+)
+from ._version import __version__
+from ._mechanisms import BatchConfig, DotProductAttention
+
+# RUVECTOR_SIMD and RUVECTOR_NUM_THREADS act at import; a bad value fails the import loudly.
+_native._init_from_env()
+
+
+def get_version() -> str:
+    """The package version (one source: ruvector/_version.py)."""
+    return __version__
+
+
+def init() -> str:
+    """Initialise the native module. Import already did; calling again is harmless."""
+    _native._init_from_env()
+    return "RuVector native module initialized"
+
+
+__all__ = [
+    "AttentionConfig",
+    "AttentionOutput",
+    "BatchConfig",
+    "ComputationError",
+    "DimensionMismatchError",
+    "DotProductAttention",
+    "InvalidConfigError",
+    "InvalidInputError",
+    "RuVectorError",
+    "__version__",
+    "get_features",
+    "get_num_threads",
+    "get_simd_backend",
+    "get_version",
+    "init",
+    "set_num_threads",
+    "set_simd_backend",
+]
