@@ -11,8 +11,9 @@ namespace ruvector::bindings {
 namespace {
 
 py::module_& numpy() {
-  static py::module_ np = py::module_::import("numpy");
-  return np;
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static py::module_* np = new py::module_(py::module_::import("numpy"));
+  return *np;
 }
 
 std::string shape_of(const py::array& a) {

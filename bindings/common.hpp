@@ -62,6 +62,10 @@ void register_errors(py::module_& m);
 void register_core(py::module_& m);
 void register_types(py::module_& m);
 void register_dot_product(py::module_& m);
+void register_multi_head(py::module_& m);
+void register_graph(py::module_& m);
+void register_temporal(py::module_& m);
+void register_hierarchical(py::module_& m);
 
 }  // namespace ruvector::bindings
 
@@ -75,5 +79,28 @@ struct MaskArray {
   AttentionMask mask;
 };
 MaskArray to_mask(py::handle obj, const char* name);
+
+}  // namespace ruvector::bindings
+
+namespace ruvector::bindings {
+
+// One prepared call: arguments converted and validated with the GIL held, `run` computes
+// without it (on the calling thread or a pool worker). A Job owns Python references, so it
+// is created and destroyed with the GIL held.
+struct Job {
+  virtual ~Job() = default;
+  virtual AttentionOutput run() = 0;
+};
+using JobPtr = std::unique_ptr<Job>;
+
+// Python handle of a Job (class ruvector._native._Job), what `_prepare` methods return.
+struct JobHandle {
+  JobPtr job;
+};
+
+// Runs one job with the GIL released and converts its output.
+py::object run_job(Job& job);
+
+void register_batch(py::module_& m);
 
 }  // namespace ruvector::bindings

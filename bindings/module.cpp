@@ -7,5 +7,10 @@ PYBIND11_MODULE(_native, m) {
   register_errors(m);
   register_core(m);
   register_types(m);
+  register_batch(m);
   register_dot_product(m);
+  register_multi_head(m);
+  register_graph(m);
+  register_temporal(m);
+  register_hierarchical(m);
 }

@@ -20,9 +20,9 @@ DotProductAttention& DotProductAttention::operator=(const DotProductAttention& o
   return *this;
 }
 
-AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
-                                             const DotProductOptions& opt) const {
-  const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
+void DotProductAttention::validate(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
+                                   const DotProductOptions& opt) const {
+  const Index lq = q.rows(), d = q.cols(), lk = k.rows();
   if (k.cols() != d)
     throw DimensionMismatch("key has " + std::to_string(k.cols()) + " columns, query has " + std::to_string(d) +
                                 ": query and key must share their last dimension",
@@ -35,11 +35,17 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
     throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
                                 ", expected [Lq, Lk] = " + detail::shape_str(lq, lk),
                             lq * lk, opt.mask.rows * opt.mask.cols);
+  if (opt.need_weights)
+    detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
+}
 
+AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
+                                             const DotProductOptions& opt) const {
+  validate(q, k, v, opt);
+  const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
   AttentionOutput out;
   out.values.resize(lq, dv);
   if (opt.need_weights) {
-    detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
     out.weights.resize(lq, lk);
     out.weights_shape = {lq, lk};
   }

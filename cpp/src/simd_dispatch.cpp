@@ -9,6 +9,7 @@
 
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
+#include "simd/graph_kernels.hpp"
 #include "simd/kernels.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -123,12 +124,29 @@ Backend best_backend() {
   return Backend::Scalar;
 }
 
+const simd::GraphKernelTable& graph_table_for(Backend b) {
+  switch (b) {
+#ifdef RUVECTOR_HAVE_AVX2
+    case Backend::Avx2: return simd::graph_kernels_avx2();
+#endif
+#ifdef RUVECTOR_HAVE_AVX512
+    case Backend::Avx512: return simd::graph_kernels_avx512();
+#endif
+#ifdef RUVECTOR_HAVE_NEON
+    case Backend::Neon: return simd::graph_kernels_neon();
+#endif
+    default: return simd::graph_kernels_scalar();
+  }
+}
+
 std::atomic<const simd::KernelTable*> g_table{nullptr};
+std::atomic<const simd::GraphKernelTable*> g_graph_table{nullptr};
 std::atomic<int> g_backend{-1};
 std::mutex g_select_mutex;
 
 void activate(Backend b) {
   g_table.store(&table_for(b), std::memory_order_release);
+  g_graph_table.store(&graph_table_for(b), std::memory_order_release);
   g_backend.store(static_cast<int>(b), std::memory_order_release);
 }
 
@@ -228,6 +246,15 @@ const KernelTable& active_kernels() noexcept {
   if (t == nullptr) {
     simd_backend();
     t = g_table.load(std::memory_order_acquire);
+  }
+  return *t;
+}
+
+const GraphKernelTable& active_graph_kernels() noexcept {
+  const GraphKernelTable* t = g_graph_table.load(std::memory_order_acquire);
+  if (t == nullptr) {
+    simd_backend();
+    t = g_graph_table.load(std::memory_order_acquire);
   }
   return *t;
 }

@@ -100,7 +100,9 @@ std::size_t default_threads() {
 }
 
 std::mutex g_pool_mutex;
-std::shared_ptr<Pool> g_pool;
+// Never destroyed: at process exit a worker may still be finishing an async call (and be
+// waiting for Python's GIL); joining it from a static destructor could hang the exit.
+std::shared_ptr<Pool>& g_pool = *new std::shared_ptr<Pool>();
 std::size_t g_requested = 0;  // 0: default
 
 #if defined(__unix__) || defined(__APPLE__)

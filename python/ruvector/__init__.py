@@ -25,6 +25,11 @@ from ._native import (
 )
 from ._version import __version__
 from ._mechanisms import BatchConfig, DotProductAttention
+from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
+from ._graph import *  # noqa: F403
+from ._temporal import *  # noqa: F403
+from ._hierarchical import *  # noqa: F403
+from . import _graph, _hierarchical, _multi_head, _temporal
 
 # RUVECTOR_SIMD and RUVECTOR_NUM_THREADS act at import; a bad value fails the import loudly.
 _native._init_from_env()
@@ -41,7 +46,11 @@ def init() -> str:
     return "RuVector native module initialized"
 
 
-__all__ = [
+__all__ = [  # noqa: RUF022
+    *_multi_head.__all__,
+    *_graph.__all__,
+    *_temporal.__all__,
+    *_hierarchical.__all__,
     "AttentionConfig",
     "AttentionOutput",
     "BatchConfig",

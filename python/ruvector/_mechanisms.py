@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import _native
+from ._async import AsyncBatchMixin, ProgressCallback
 from ._errors import InvalidConfigError
 
 
@@ -28,8 +31,36 @@ class BatchConfig:
             raise InvalidConfigError(f"num_threads must be None or an int >= 1, got {self.num_threads!r}")
 
 
-class DotProductAttention(_native.DotProductAttention):
+class DotProductAttention(AsyncBatchMixin, _native.DotProductAttention):
     """Scaled dot-product attention: softmax(scale·Q·Kᵀ + mask)·V (SPEC §4)."""
+
+    def compute_batch(
+        self,
+        queries: Sequence[Any],
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        *,
+        batch_config: BatchConfig | dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        **kwargs: Any,
+    ) -> list[_native.AttentionOutput]:
+        """compute over B items: [B, L, D] arrays or sequences of 2-D arrays (ragged allowed)."""
+        columns = [("queries", queries, False), ("keys", keys, False), ("values", values, False)]
+        return self._run_batch(columns, kwargs, batch_config, progress)
+
+    async def compute_batch_async(
+        self,
+        queries: Sequence[Any],
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        *,
+        batch_config: BatchConfig | dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        **kwargs: Any,
+    ) -> list[_native.AttentionOutput]:
+        """Awaitable form of compute_batch."""
+        columns = [("queries", queries, False), ("keys", keys, False), ("values", values, False)]
+        return await self._run_batch_async(columns, kwargs, batch_config, progress)
 
 
 __all__ = ["BatchConfig", "DotProductAttention"]

@@ -63,6 +63,11 @@ class DotProductAttention {
   AttentionOutput compute(const MatrixRef& query, const MatrixRef& key, const MatrixRef& value,
                           const DotProductOptions& options = {}) const;
 
+  // The checks compute makes before any work, on their own: batches run them on every item
+  // before starting the first.
+  void validate(const MatrixRef& query, const MatrixRef& key, const MatrixRef& value,
+                const DotProductOptions& options = {}) const;
+
  private:
   AttentionConfig config_;
   mutable std::atomic<std::uint64_t> calls_{0};  // dropout stream: replayable per object

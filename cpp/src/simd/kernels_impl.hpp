@@ -574,3 +574,5 @@ const KernelTable& table() noexcept {
 
 }  // namespace RUVECTOR_ISA_NS
 }  // namespace ruvector::simd
+
+#include "graph_kernels_impl.hpp"

@@ -1,0 +1,8 @@
+// graph binding. Placeholder until its issue lands.
+#include "common.hpp"
+
+namespace ruvector::bindings {
+
+void register_graph(py::module_&) {}
+
+}  // namespace ruvector::bindings

@@ -1,0 +1,8 @@
+// temporal binding. Placeholder until its issue lands.
+#include "common.hpp"
+
+namespace ruvector::bindings {
+
+void register_temporal(py::module_&) {}
+
+}  // namespace ruvector::bindings

@@ -1,0 +1,1 @@
+#include "ruvector/multi_head.hpp"

@@ -1,0 +1,1 @@
+#include "ruvector/temporal.hpp"

@@ -1,0 +1,198 @@
+// Every kernel of every backend this machine supports, against plain double-precision loops.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "ruvector/errors.hpp"
+#include "ruvector/simd.hpp"
+#include "simd/kernels.hpp"
+
+using ruvector::Backend;
+using ruvector::simd::KernelTable;
+
+namespace {
+
+std::vector<Backend> supported_backends() {
+  std::vector<Backend> out;
+  for (Backend b : {Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon})
+    if (ruvector::backend_supported(b)) out.push_back(b);
+  return out;
+}
+
+const KernelTable& table(Backend b) {
+  switch (b) {
+#ifdef RUVECTOR_HAVE_AVX2
+    case Backend::Avx2: return ruvector::simd::kernels_avx2();
+#endif
+#ifdef RUVECTOR_HAVE_AVX512
+    case Backend::Avx512: return ruvector::simd::kernels_avx512();
+#endif
+#ifdef RUVECTOR_HAVE_NEON
+    case Backend::Neon: return ruvector::simd::kernels_neon();
+#endif
+    default: return ruvector::simd::kernels_scalar();
+  }
+}
+
+std::vector<float> random_vector(std::size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+class Kernels : public ::testing::TestWithParam<Backend> {
+ protected:
+  const KernelTable& k() const { return table(GetParam()); }
+};
+
+const std::size_t kSizes[] = {0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257};
+
+TEST_P(Kernels, TableNameMatchesBackend) { EXPECT_EQ(std::string(k().name), ruvector::backend_name(GetParam())); }
+
+TEST_P(Kernels, DotAxpyScaleMax) {
+  for (std::size_t n : kSizes) {
+    auto x = random_vector(n, 1), y = random_vector(n, 2);
+    double dot = 0;
+    for (std::size_t i = 0; i < n; ++i) dot += double(x[i]) * y[i];
+    EXPECT_NEAR(k().dot(x.data(), y.data(), n), dot, 1e-4 * (1 + std::abs(dot))) << n;
+
+    auto y2 = y;
+    k().axpy(0.5f, x.data(), y2.data(), n);
+    for (std::size_t i = 0; i < n; ++i) EXPECT_NEAR(y2[i], y[i] + 0.5 * x[i], 1e-6) << n;
+
+    auto x2 = x;
+    k().scale(x2.data(), n, -3.0f);
+    for (std::size_t i = 0; i < n; ++i) EXPECT_FLOAT_EQ(x2[i], -3.0f * x[i]);
+
+    float mx = -std::numeric_limits<float>::infinity();
+    for (float v : x) mx = std::max(mx, v);
+    EXPECT_EQ(k().max(x.data(), n), mx) << n;
+  }
+}
+
+TEST_P(Kernels, ExpAndSoftmax) {
+  for (std::size_t n : kSizes) {
+    auto x = random_vector(n, 3);
+    for (auto& v : x) v *= 10.0f;
+    auto e = x;
+    const float sum = k().exp_shift_sum(e.data(), n, 1.5f);
+    double ref_sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const double ref = std::exp(double(x[i] - 1.5f));  // the kernel shifts in float
+      ref_sum += ref;
+      EXPECT_NEAR(e[i], ref, 3e-7 * ref + 1e-30) << "n=" << n << " x=" << x[i];
+    }
+    EXPECT_NEAR(sum, ref_sum, 1e-5 * ref_sum);
+
+    auto s = x;
+    k().softmax(s.data(), n);
+    double total = 0;
+    for (float v : s) total += v;
+    if (n) EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+  // extremes: exp(-inf) = 0, a row of -inf gives zeros, NaN stays NaN
+  std::vector<float> row(20, -std::numeric_limits<float>::infinity());
+  k().softmax(row.data(), row.size());
+  for (float v : row) EXPECT_EQ(v, 0.0f);
+  std::vector<float> big = {-200.f, -100.f, 0.f, 80.f, 88.f, -87.f, 1e-8f, -1e-8f, -90.f, 3.f, 2.f, 1.f, 0.5f, 0.25f, 0.125f, 7.f, 9.f};
+  auto eb = big;
+  k().exp_shift_sum(eb.data(), eb.size(), 0.0f);
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    const double ref = std::exp(double(big[i]));
+    if (ref < 1e-37) EXPECT_LT(eb[i], 1e-37f);
+    else EXPECT_NEAR(eb[i], ref, 4e-7 * ref) << big[i];
+  }
+  std::vector<float> nan(17, 1.0f);
+  nan[3] = std::numeric_limits<float>::quiet_NaN();
+  k().softmax(nan.data(), nan.size());
+  for (float v : nan) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST_P(Kernels, Gemm) {
+  const std::size_t shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {13, 33, 17}, {64, 64, 64}, {100, 70, 129}, {250, 48, 512}};
+  for (auto& s : shapes) {
+    const std::size_t m = s[0], n = s[1], kk = s[2];
+    auto a = random_vector(m * kk, 4), b = random_vector(kk * n, 5), bias = random_vector(n, 6);
+    for (bool transposed : {false, true}) {
+      for (bool accumulate : {false, true}) {
+        std::vector<float> c(m * n, 0.25f);
+        ruvector::simd::GemmParams p;
+        p.a = a.data(); p.lda = kk;
+        p.b = b.data(); p.ldb = transposed ? kk : n; p.b_transposed = transposed;
+        p.c = c.data(); p.ldc = n;
+        p.bias = bias.data();
+        p.m = m; p.n = n; p.k = kk; p.accumulate = accumulate;
+        ASSERT_TRUE(k().gemm(p, {}));
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t j = 0; j < n; ++j) {
+            double ref = bias[j] + (accumulate ? 0.25 : 0.0);
+            for (std::size_t t = 0; t < kk; ++t)
+              ref += double(a[i * kk + t]) * (transposed ? b[j * kk + t] : b[t * n + j]);
+            ASSERT_NEAR(c[i * n + j], ref, 1e-4 * (1 + std::abs(ref))) << m << "x" << n << "x" << kk;
+          }
+      }
+    }
+  }
+}
+
+TEST_P(Kernels, FlashAttentionMatchesNaive) {
+  const std::size_t shapes[][4] = {{1, 1, 1, 1}, {3, 5, 7, 2}, {70, 300, 33, 17}, {130, 129, 64, 64}};
+  for (auto& s : shapes) {
+    const std::size_t lq = s[0], lk = s[1], d = s[2], dv = s[3];
+    auto q = random_vector(lq * d, 7), kk = random_vector(lk * d, 8), v = random_vector(lk * dv, 9);
+    for (bool causal : {false, true}) {
+      for (bool weights : {false, true}) {
+        std::vector<float> out(lq * dv), w(lq * lk);
+        ruvector::simd::FlashParams p;
+        p.q = q.data(); p.ldq = d; p.k = kk.data(); p.ldk = d; p.v = v.data(); p.ldv = dv;
+        p.out = out.data(); p.ldo = dv; p.weights = weights ? w.data() : nullptr; p.ldw = lk;
+        p.lq = lq; p.lk = lk; p.d = d; p.dv = dv; p.scale = 0.3f; p.causal = causal;
+        ASSERT_TRUE(k().flash_attention(p, {}));
+        for (std::size_t i = 0; i < lq; ++i) {
+          std::vector<double> sc(lk);
+          double mx = -INFINITY;
+          for (std::size_t j = 0; j < lk; ++j) {
+            double dot = 0;
+            for (std::size_t t = 0; t < d; ++t) dot += double(q[i * d + t]) * kk[j * d + t];
+            sc[j] = (causal && j > i) ? -INFINITY : 0.3 * dot;
+            mx = std::max(mx, sc[j]);
+          }
+          double z = 0;
+          for (auto& x : sc) z += (x = (mx == -INFINITY ? 0.0 : std::exp(x - mx)));
+          for (std::size_t c = 0; c < dv; ++c) {
+            double ref = 0;
+            for (std::size_t j = 0; j < lk; ++j) ref += (z > 0 ? sc[j] / z : 0) * v[j * dv + c];
+            ASSERT_NEAR(out[i * dv + c], ref, 2e-5) << lq << "," << lk << " row " << i;
+          }
+          if (weights)
+            for (std::size_t j = 0; j < lk; ++j) ASSERT_NEAR(w[i * lk + j], z > 0 ? sc[j] / z : 0, 2e-6);
+        }
+      }
+    }
+  }
+}
+
+std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {
+  return ruvector::backend_name(info.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, Kernels, ::testing::ValuesIn(supported_backends()), backend_label);
+
+TEST(Dispatch, ForcingAndErrors) {
+  EXPECT_NO_THROW(ruvector::set_simd_backend("scalar"));
+  EXPECT_EQ(ruvector::simd_backend(), Backend::Scalar);
+  EXPECT_STREQ(ruvector::simd::active_kernels().name, "scalar");
+  EXPECT_THROW(ruvector::set_simd_backend("sse9"), ruvector::InvalidConfig);
+  EXPECT_NO_THROW(ruvector::set_simd_backend("auto"));
+  for (Backend b : {Backend::Avx2, Backend::Avx512, Backend::Neon})
+    if (!ruvector::backend_supported(b))
+      EXPECT_THROW(ruvector::set_simd_backend(ruvector::backend_name(b)), ruvector::InvalidConfig);
+}
+
+}  // namespace
