@@ -1,0 +1,77 @@
+"""Timing helpers for bench/compare.py and its per-mechanism row modules.
+
+The machines are shared and noisy: candidates run alternately, each repeated, and only the
+medians are compared, as ratios within one run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Row:
+    """One line of the table: ruvector against one peer on one workload."""
+
+    section: str
+    case: str
+    ruvector_ms: float
+    peer: str = ""
+    peer_ms: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        return None if not self.peer_ms else self.ruvector_ms / self.peer_ms
+
+
+def time_alternating(
+    candidates: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, min_time: float = 0.0
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, run in alternation (A B C A B C ...).
+
+    With ``min_time`` > 0 each sample loops the call until that many seconds have passed
+    (for microsecond-scale calls) and reports the per-call time.
+    """
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            calls = 0
+            start = time.perf_counter()
+            while True:
+                fn()
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_time:
+                    break
+            samples[name].append(elapsed / calls)
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def peak_rss_growth(setup: str, call: str) -> int:
+    """Bytes the peak RSS of a fresh interpreter grows by while running ``call`` once, after
+    ``setup`` (inputs built, libraries imported, one warm-up call made by setup if wanted)."""
+    code = (
+        "import json, resource\n"
+        + textwrap.dedent(setup)
+        + "\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        + textwrap.dedent(call)
+        + "\nafter = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        + "print(json.dumps({'growth_kb': after - before}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["growth_kb"]) * 1024
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"

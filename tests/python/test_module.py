@@ -1,0 +1,180 @@
+"""Module-level functions (SPEC §2), config (SPEC §3) and environment variables."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+
+import ruvector as rv
+from ruvector import _native
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def test_version_has_one_source():
+    from ruvector._version import __version__
+
+    assert rv.__version__ == rv.get_version() == __version__ == "0.1.0"
+
+
+def test_init_is_idempotent():
+    assert rv.init() == "RuVector native module initialized"
+    assert rv.init() == "RuVector native module initialized"
+
+
+def test_features_and_backend():
+    features = rv.get_features()
+    assert isinstance(features, list) and all(isinstance(f, str) for f in features)
+    backend = rv.get_simd_backend()
+    assert backend in {"avx512", "avx2", "neon", "scalar"}
+    if "avx512f" in features and "avx512bw" in features:
+        assert backend == "avx512"
+    elif "avx2" in features and "fma" in features:
+        assert backend == "avx2"
+
+
+def test_set_simd_backend_forces_and_restores():
+    original = rv.get_simd_backend()
+    try:
+        for name in _native._available_backends():
+            rv.set_simd_backend(name)
+            assert rv.get_simd_backend() == name
+        rv.set_simd_backend("auto")
+        assert rv.get_simd_backend() == original
+    finally:
+        rv.set_simd_backend("auto")
+
+
+@pytest.mark.parametrize("name", ["sse9", "", "AVX512 ", "gpu"])
+def test_unknown_backend_is_a_config_error(name):
+    with pytest.raises(rv.InvalidConfigError, match="auto"):
+        rv.set_simd_backend(name)
+
+
+def test_unsupported_backend_is_a_config_error():
+    missing = {"avx512", "avx2", "neon", "scalar"} - set(_native._available_backends())
+    assert missing, "every backend is supported here?"  # x86 always lacks neon, arm lacks avx
+    for name in missing:
+        with pytest.raises(rv.InvalidConfigError, match=name):
+            rv.set_simd_backend(name)
+
+
+def test_env_forces_backend_at_import():
+    out = run_python("import ruvector; print(ruvector.get_simd_backend())", RUVECTOR_SIMD="scalar")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "scalar"
+
+
+@pytest.mark.parametrize("value", ["bogus", "neon" if sys.platform != "darwin" else "avx2"])
+def test_bad_env_backend_fails_import_naming_variable(value):
+    if value in _native._available_backends():
+        pytest.skip("backend is supported here")
+    out = run_python("import ruvector", RUVECTOR_SIMD=value)
+    assert out.returncode != 0
+    assert "InvalidConfigError" in out.stderr and "RUVECTOR_SIMD" in out.stderr
+
+
+def test_threads():
+    default = rv.get_num_threads()
+    assert default == len(os.sched_getaffinity(0))
+    try:
+        rv.set_num_threads(1)
+        assert rv.get_num_threads() == 1
+        rv.set_num_threads(3)
+        assert rv.get_num_threads() == 3
+    finally:
+        rv.set_num_threads(default)
+    for bad in (0, -2):
+        with pytest.raises(rv.InvalidConfigError):
+            rv.set_num_threads(bad)
+
+
+def test_env_threads():
+    out = run_python("import ruvector; print(ruvector.get_num_threads())", RUVECTOR_NUM_THREADS="3")
+    assert out.stdout.strip() == "3", out.stderr
+    bad = run_python("import ruvector", RUVECTOR_NUM_THREADS="many")
+    assert bad.returncode != 0 and "RUVECTOR_NUM_THREADS" in bad.stderr
+
+
+def test_affinity_sets_default_threads():
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no affinity API")
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    code = f"import os; os.sched_setaffinity(0, {{{cpu}}}); import ruvector; print(ruvector.get_num_threads())"
+    assert run_python(code).stdout.strip() == "1"
+
+
+class TestAttentionConfig:
+    def test_defaults(self):
+        c = rv.AttentionConfig()
+        assert (c.num_heads, c.head_dim, c.dropout, c.use_bias, c.scale, c.seed) == (8, 64, 0.1, True, None, 0)
+
+    def test_values_and_repr_and_pickle(self):
+        c = rv.AttentionConfig(num_heads=2, head_dim=16, dropout=0.0, use_bias=False, scale=0.5, seed=9)
+        assert "num_heads=2" in repr(c) and "scale=0.5" in repr(c)
+        assert pickle.loads(pickle.dumps(c)) == c
+        assert c.to_dict()["seed"] == 9
+
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("num_heads", 0),
+            ("head_dim", -1),
+            ("dropout", 1.0),
+            ("dropout", -0.1),
+            ("dropout", float("nan")),
+            ("scale", 0.0),
+            ("scale", -1.0),
+            ("scale", float("inf")),
+            ("scale", float("nan")),
+        ],
+    )
+    def test_invalid_values_name_the_field(self, field, value):
+        with pytest.raises(rv.InvalidConfigError, match=field):
+            rv.AttentionConfig(**{field: value})
+        with pytest.raises(rv.InvalidConfigError, match=field):
+            rv.DotProductAttention({field: value})
+
+    def test_unknown_key_in_dict(self):
+        with pytest.raises(rv.InvalidConfigError, match="num_head"):
+            rv.DotProductAttention({"num_head": 2})
+
+    def test_config_forms(self):
+        for cfg in (None, {"scale": 0.5}, rv.AttentionConfig(scale=0.5)):
+            rv.DotProductAttention(cfg)
+        rv.DotProductAttention()
+        with pytest.raises(rv.InvalidConfigError):
+            rv.DotProductAttention("heads=2")
+
+
+def test_error_hierarchy():
+    assert issubclass(rv.InvalidInputError, rv.RuVectorError) and issubclass(rv.InvalidInputError, ValueError)
+    assert issubclass(rv.DimensionMismatchError, rv.InvalidInputError)
+    assert issubclass(rv.InvalidConfigError, rv.RuVectorError) and issubclass(rv.InvalidConfigError, ValueError)
+    assert issubclass(rv.ComputationError, rv.RuVectorError) and issubclass(rv.ComputationError, RuntimeError)
+    e = pickle.loads(pickle.dumps(rv.DimensionMismatchError("m", 3, 4)))
+    assert (e.expected, e.actual, str(e)) == (3, 4, "m")
+
+
+def test_fork_child_can_compute():
+    code = """
+import os, numpy as np, ruvector as rv
+x = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
+a = rv.DotProductAttention()
+a.compute(x, x, x)  # the parent's pool is running
+pid = os.fork()
+if pid == 0:
+    out = a.compute(x, x, x, need_weights=False)
+    os._exit(0 if np.isfinite(out.values).all() else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = run_python(code)
+    assert out.stdout.strip() == "0", out.stderr
