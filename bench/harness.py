@@ -6,7 +6,6 @@ medians are compared, as ratios within one run.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -60,17 +59,28 @@ def time_alternating(
 
 def peak_rss_growth(setup: str, call: str) -> int:
     """Bytes the peak RSS of a fresh interpreter grows by while running ``call`` once, after
-    ``setup`` (inputs built, libraries imported, one warm-up call made by setup if wanted)."""
+    ``setup`` (inputs built, libraries imported, a warm-up call if wanted).
+
+    Linux resets the high-water mark on ``echo 5 > /proc/self/clear_refs``: the growth is
+    VmHWM after the call minus VmRSS before it, so memory freed during imports or setup does
+    not hide what the call itself takes.
+    """
     code = (
-        "import json, resource\n"
+        "import gc\n"
+        "def _status(key):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(key):\n"
+        "            return int(line.split()[1]) * 1024\n"
         + textwrap.dedent(setup)
-        + "\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        + "\ngc.collect()\n"
+        + "open('/proc/self/clear_refs', 'w').write('5')\n"
+        + "_before = _status('VmRSS:')\n"
         + textwrap.dedent(call)
-        + "\nafter = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        + "print(json.dumps({'growth_kb': after - before}))\n"
+        + "\n_after = _status('VmHWM:')\n"
+        + "print(_after - _before)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(json.loads(out.stdout.strip().splitlines()[-1])["growth_kb"]) * 1024
+    return int(out.stdout.strip().splitlines()[-1])
 
 
 def fmt_ms(seconds: float) -> str:

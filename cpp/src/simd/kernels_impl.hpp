@@ -181,6 +181,24 @@ float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
   return s;
 }
 
+// x[i] = exp(scale * x[i] - shift); returns the sum. Fuses the score scaling into the exp pass.
+float exp_scale_shift_sum(float* x, std::size_t n, float scale, float shift) noexcept {
+  const reg vs = Vec::broadcast(-shift), va = Vec::broadcast(scale);
+  reg acc = Vec::zero();
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) {
+    reg e = Vec::exp(Vec::fma(Vec::load(x + i), va, vs));
+    Vec::store(x + i, e);
+    acc = Vec::add(acc, e);
+  }
+  float s = Vec::hsum(acc);
+  for (; i < n; ++i) {
+    x[i] = scalar_exp(x[i] * scale - shift);
+    s += x[i];
+  }
+  return s;
+}
+
 void softmax_kernel(float* x, std::size_t n) noexcept {
   if (n == 0) return;
   const float m = max_kernel(x, n);
@@ -274,63 +292,86 @@ struct Scratch {  // nothrow array: kernels report allocation failure, they neve
   bool ok(std::size_t n) const noexcept { return n == 0 || ptr != nullptr; }
 };
 
-struct GemmJob {
-  const GemmParams* p;
-  const float* packed;  // [panels][k][NR]
-  std::size_t row_block;
-};
+constexpr std::size_t KC = 256;  // GEMM depth per pass: a KC×NR slice of B stays in L1
 
-void gemm_rows(void* job_ptr, std::size_t block) noexcept {
-  const GemmJob& job = *static_cast<const GemmJob*>(job_ptr);
-  const GemmParams& p = *job.p;
-  const std::size_t r0 = block * job.row_block;
-  const std::size_t r1 = std::min(p.m, r0 + job.row_block);
-  const std::size_t panels = (p.n + NR - 1) / NR;
-  for (std::size_t jp = 0; jp < panels; ++jp) {
-    const std::size_t col0 = jp * NR;
-    const std::size_t n = std::min(NR, p.n - col0);
-    const float* bp = job.packed + jp * p.k * NR;
-    const float* bias = p.bias ? p.bias + col0 : nullptr;
-    for (std::size_t i = r0; i < r1; i += MR) {
-      const std::size_t m = std::min(MR, r1 - i);
-      float* c = p.c + i * p.ldc + col0;
-      if (p.accumulate)
-        micro_kernel<true>(p.k, p.a + i * p.lda, p.lda, bp, c, p.ldc, m, n, bias);
-      else
-        micro_kernel<false>(p.k, p.a + i * p.lda, p.lda, bp, c, p.ldc, m, n, bias);
+// C[m×n] (=|+=) A[m×k] · B (+ bias), B packed in NR-column panels of k rows, panel p at
+// bp + p·panel_stride. Blocked over depth so every row group reuses a B slice from L1.
+void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* bp,
+                 std::size_t panel_stride, float* c, std::size_t ldc, bool accumulate, const float* bias) noexcept {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; ++j) {
+        const float b = bias ? bias[j] : 0.0f;
+        c[i * ldc + j] = accumulate ? c[i * ldc + j] + b : b;
+      }
+    return;
+  }
+  const std::size_t panels = (n + NR - 1) / NR;
+  for (std::size_t k0 = 0; k0 < k; k0 += KC) {
+    const std::size_t kc = std::min(KC, k - k0);
+    const bool acc = accumulate || k0 > 0;
+    const bool last = k0 + kc == k;
+    for (std::size_t jp = 0; jp < panels; ++jp) {
+      const float* b = bp + jp * panel_stride + k0 * NR;
+      const std::size_t nn = std::min(NR, n - jp * NR);
+      const float* bias_p = (bias && last) ? bias + jp * NR : nullptr;
+      for (std::size_t i = 0; i < m; i += MR) {
+        const std::size_t mm = std::min(MR, m - i);
+        float* cij = c + i * ldc + jp * NR;
+        if (acc)
+          micro_kernel<true>(kc, a + i * lda + k0, lda, b, cij, ldc, mm, nn, bias_p);
+        else
+          micro_kernel<false>(kc, a + i * lda + k0, lda, b, cij, ldc, mm, nn, bias_p);
+      }
     }
   }
 }
 
+struct GemmJob {
+  const GemmParams* p;
+  const float* packed;  // [panels][k][NR]
+  std::size_t row_block, row_blocks, panel_group;
+};
+
+void gemm_task(void* job_ptr, std::size_t task) noexcept {
+  const GemmJob& job = *static_cast<const GemmJob*>(job_ptr);
+  const GemmParams& p = *job.p;
+  const std::size_t rb = task % job.row_blocks, cg = task / job.row_blocks;
+  const std::size_t r0 = rb * job.row_block, r1 = std::min(p.m, r0 + job.row_block);
+  const std::size_t c0 = cg * job.panel_group * NR, c1 = std::min(p.n, c0 + job.panel_group * NR);
+  gemm_packed(r1 - r0, c1 - c0, p.k, p.a + r0 * p.lda, p.lda, job.packed + (c0 / NR) * p.k * NR, p.k * NR,
+              p.c + r0 * p.ldc + c0, p.ldc, p.accumulate, p.bias ? p.bias + c0 : nullptr);
+}
+
 bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   if (p.m == 0 || p.n == 0) return true;
-  if (p.k == 0) {  // C = bias (or unchanged when accumulating)
-    for (std::size_t i = 0; i < p.m; ++i)
-      for (std::size_t j = 0; j < p.n; ++j)
-        if (!p.accumulate) p.c[i * p.ldc + j] = p.bias ? p.bias[j] : 0.0f;
-        else if (p.bias) p.c[i * p.ldc + j] += p.bias[j];
-    return true;
-  }
   const std::size_t panels = (p.n + NR - 1) / NR;
-  Scratch<float> packed(panels * p.k * NR);
-  if (!packed.ok(panels * p.k * NR)) return false;
+  const std::size_t packed_size = panels * p.k * NR;
+  Scratch<float> packed(packed_size);
+  if (!packed.ok(packed_size)) return false;
   for (std::size_t jp = 0; jp < panels; ++jp)
     pack_b_panel(p.b, p.ldb, p.b_transposed, p.k, p.n, jp * NR, packed.ptr + jp * p.k * NR);
-  GemmJob job{&p, packed.ptr, MR * 8};
-  const std::size_t blocks = (p.m + job.row_block - 1) / job.row_block;
-  if (blocks == 1 || par.for_each == nullptr) {
-    for (std::size_t b = 0; b < blocks; ++b) gemm_rows(&job, b);
+  // Tasks: row blocks × groups of column panels, so both tall (many nodes) and wide
+  // (few rows, many outputs) products spread over the pool.
+  GemmJob job{&p, packed.ptr, MR * 8, 0, 8};
+  job.row_blocks = (p.m + job.row_block - 1) / job.row_block;
+  const std::size_t groups = (panels + job.panel_group - 1) / job.panel_group;
+  const std::size_t tasks = job.row_blocks * groups;
+  if (tasks == 1 || par.for_each == nullptr) {
+    for (std::size_t t = 0; t < tasks; ++t) gemm_task(&job, t);
   } else {
-    par.for_each(par.context, blocks, &job, &gemm_rows);
+    par.for_each(par.context, tasks, &job, &gemm_task);
   }
   return true;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fused attention ("flash" style): blocks of queries against blocks of keys.
+// Fused attention ("flash" style): blocks of queries against tiles of keys.
 
 constexpr std::size_t kQueryBlock = MR * ((64 + MR - 1) / MR);  // ~64 query rows per task
 constexpr std::size_t kKeyBlock = NR * ((256 + NR - 1) / NR);    // ~256 keys per tile
+constexpr std::size_t kPackBudget = 512 * 1024;                  // bytes of packed K+V at a time
 
 inline std::uint64_t mix64(std::uint64_t x) noexcept {  // SplitMix64 finaliser
   x += 0x9e3779b97f4a7c15ULL;
@@ -404,162 +445,186 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
   if (self_here) row[gi - j0] = self_score;
 }
 
-bool has_score_work(const FlashParams& p) noexcept {
-  return p.scale != 1.0f || p.additive_mask || p.bool_mask || p.causal || p.times;
-}
-
-struct FlashJob {
-  const FlashParams* p;
-  const float* kp;  // packed keys: [ceil(lk/NR)][d][NR]
-  const float* vp;  // packed values: [ceil(dv/NR)][lk][NR]
-  std::size_t dv_pad;
-  std::atomic<bool> failed;
-};
-
-// Rows of S = Q_blk·K_blkᵀ for keys [k0, k0+kb) into s (row stride lds).
-void score_tile(const FlashParams& p, const float* kp, std::size_t q0, std::size_t qb, std::size_t k0,
-                std::size_t kb, float* s, std::size_t lds) noexcept {
-  for (std::size_t i0 = 0; i0 < qb; i0 += MR) {
-    const std::size_t m = std::min(MR, qb - i0);
-    for (std::size_t c0 = 0; c0 < kb; c0 += NR) {
-      const std::size_t n = std::min(NR, kb - c0);
-      micro_kernel<false>(p.d, p.q + (q0 + i0) * p.ldq, p.ldq, kp + ((k0 + c0) / NR) * p.d * NR,
-                          s + i0 * lds + c0, lds, m, n, nullptr);
-    }
-  }
-}
-
-// out rows (stride ldo) (=|+=) P[qb × kb] (stride ldp) · V[k0 .. k0+kb)
-template <bool Accumulate>
-void value_tile(const FlashParams& p, const float* vp, std::size_t qb, std::size_t k0, std::size_t kb,
-                const float* pm, std::size_t ldp, float* out, std::size_t ldo, std::size_t ncols) noexcept {
-  const std::size_t panels = (ncols + NR - 1) / NR;
-  for (std::size_t i0 = 0; i0 < qb; i0 += MR) {
-    const std::size_t m = std::min(MR, qb - i0);
-    for (std::size_t jp = 0; jp < panels; ++jp) {
-      const std::size_t n = std::min(NR, ncols - jp * NR);
-      micro_kernel<Accumulate>(kb, pm + i0 * ldp, ldp, vp + jp * p.lk * NR + k0 * NR, out + i0 * ldo + jp * NR,
-                               ldo, m, n, nullptr);
-    }
-  }
-}
-
 // Keys a query block can see at all: with index-causal masking, none past its last row.
 std::size_t key_end(const FlashParams& p, std::size_t q1) noexcept {
   return p.causal ? std::min(p.lk, q1) : p.lk;
 }
 
-// With weights: the block's full rows of S are the weights themselves; softmax in place, then
-// one GEMM with V. No second pass over Q·Kᵀ.
-void flash_block_weights(FlashJob& job, std::size_t q0, std::size_t q1) noexcept {
-  const FlashParams& p = *job.p;
-  const std::size_t qb = q1 - q0, kend = key_end(p, q1);
-  float* w = p.weights + q0 * p.ldw;
-  for (std::size_t k0 = 0; k0 < kend; k0 += kKeyBlock)
-    score_tile(p, job.kp, q0, qb, k0, std::min(kKeyBlock, kend - k0), w + k0, p.ldw);
-  const bool scoring = has_score_work(p);
-  for (std::size_t r = 0; r < qb; ++r) {
-    float* row = w + r * p.ldw;
-    if (scoring) score_row(p, q0 + r, 0, row, kend);
-    softmax_kernel(row, kend);
-    if (kend < p.lk) std::memset(row + kend, 0, (p.lk - kend) * sizeof(float));
-    if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
-  }
-  if (kend == 0) {
-    for (std::size_t r = 0; r < qb; ++r) std::memset(p.out + (q0 + r) * p.ldo, 0, p.dv * sizeof(float));
-    return;
-  }
-  value_tile<false>(p, job.vp, qb, 0, kend, w, p.ldw, p.out + q0 * p.ldo, p.ldo, p.dv);
-}
+struct FlashJob {
+  const FlashParams* p;
+  const float* kp;        // packed keys of [k_begin, k_end): panels of NR keys, d rows each
+  const float* vp;        // packed values of [k_begin, k_end): panels of NR columns
+  std::size_t k_begin, k_end, vp_stride;
+  float* row_max;         // streaming state per query row (m, l); out holds the accumulator
+  float* row_sum;
+  std::atomic<bool> failed;
+};
 
-// Streaming: online softmax over key tiles, O(block) memory.
-void flash_block_stream(FlashJob& job, std::size_t q0, std::size_t q1) noexcept {
+// Online softmax over one query block and the keys [k_begin, k_end) of this pass; `out`
+// rows accumulate unnormalised sums, rescaled whenever a row's running max grows.
+void stream_task(void* job_ptr, std::size_t block) noexcept {
+  FlashJob& job = *static_cast<FlashJob*>(job_ptr);
   const FlashParams& p = *job.p;
-  const std::size_t qb = q1 - q0, kend = key_end(p, q1);
-  const std::size_t lds = kKeyBlock, ldacc = job.dv_pad;
-  Scratch<float> buf(qb * lds + qb * ldacc + 2 * qb);
+  const std::size_t q0 = block * kQueryBlock, q1 = std::min(p.lq, q0 + kQueryBlock), qb = q1 - q0;
+  const std::size_t kend = std::min(job.k_end, key_end(p, q1));
+  if (kend <= job.k_begin) return;
+  constexpr std::size_t lds = kKeyBlock;
+  Scratch<float> buf(kQueryBlock * lds);
   if (!buf.ok(1)) {
     job.failed.store(true, std::memory_order_relaxed);
     return;
   }
   float* s = buf.ptr;
-  float* acc = s + qb * lds;
-  float* mrow = acc + qb * ldacc;
-  float* lrow = mrow + qb;
-  std::memset(acc, 0, qb * ldacc * sizeof(float));
-  for (std::size_t r = 0; r < qb; ++r) {
-    mrow[r] = kNegInf;
-    lrow[r] = 0.0f;
-  }
-  const bool scoring = has_score_work(p);
-  for (std::size_t k0 = 0; k0 < kend; k0 += kKeyBlock) {
-    const std::size_t kb = std::min(kKeyBlock, kend - k0);
-    score_tile(p, job.kp, q0, qb, k0, kb, s, lds);
+  float* out = p.out + q0 * p.ldo;
+  for (std::size_t k0 = job.k_begin; k0 < kend; k0 += kKeyBlock) {
+    const std::size_t kb = std::min(kKeyBlock, kend - k0), local = k0 - job.k_begin;
+    gemm_packed(qb, kb, p.d, p.q + q0 * p.ldq, p.ldq, job.kp + (local / NR) * p.d * NR, p.d * NR, s, lds, false,
+                nullptr);
+    // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
+    const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
     for (std::size_t r = 0; r < qb; ++r) {
       float* row = s + r * lds;
-      if (scoring) score_row(p, q0 + r, k0, row, kb);
-      const float m_new = std::max(mrow[r], max_kernel(row, kb));
-      if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
-        std::memset(row, 0, kb * sizeof(float));
-        continue;
+      float& m = job.row_max[q0 + r];
+      float& l = job.row_sum[q0 + r];
+      float m_new, sum;
+      if (full_scoring) {
+        score_row(p, q0 + r, k0, row, kb);
+        m_new = std::max(m, max_kernel(row, kb));
+        if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
+          std::memset(row, 0, kb * sizeof(float));
+          continue;
+        }
+        sum = exp_shift_sum_kernel(row, kb, m_new);
+      } else {
+        m_new = std::max(m, p.scale * max_kernel(row, kb));
+        sum = exp_scale_shift_sum(row, kb, p.scale, m_new);
       }
-      const float alpha = mrow[r] == kNegInf ? 0.0f : scalar_exp(mrow[r] - m_new);
-      const float sum = exp_shift_sum_kernel(row, kb, m_new);
       if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
-      if (alpha != 1.0f) scale_kernel(acc + r * ldacc, ldacc, alpha);
-      lrow[r] = lrow[r] * alpha + sum;
-      mrow[r] = m_new;
+      const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
+      if (alpha != 1.0f) scale_kernel(out + r * p.ldo, p.dv, alpha);
+      l = l * alpha + sum;
+      m = m_new;
     }
-    value_tile<true>(p, job.vp, qb, k0, kb, s, lds, acc, ldacc, job.dv_pad);
-  }
-  for (std::size_t r = 0; r < qb; ++r) {
-    float* dst = p.out + (q0 + r) * p.ldo;
-    const float* src = acc + r * ldacc;
-    if (lrow[r] > 0.0f) {
-      const float inv = 1.0f / lrow[r];
-      for (std::size_t c = 0; c < p.dv; ++c) dst[c] = src[c] * inv;
-    } else if (lrow[r] != lrow[r]) {  // NaN scores propagate, as in NumPy/PyTorch
-      for (std::size_t c = 0; c < p.dv; ++c) dst[c] = lrow[r];
-    } else {
-      std::memset(dst, 0, p.dv * sizeof(float));
-    }
+    gemm_packed(qb, p.dv, kb, s, lds, job.vp + local * NR, job.vp_stride, out, p.ldo, true, nullptr);
   }
 }
 
-void flash_task(void* job_ptr, std::size_t block) noexcept {
+// With weights: the block's full rows of S are the weights themselves; softmax in place, then
+// one GEMM with V. No second pass over Q·Kᵀ.
+void weights_task(void* job_ptr, std::size_t block) noexcept {
   FlashJob& job = *static_cast<FlashJob*>(job_ptr);
   const FlashParams& p = *job.p;
-  const std::size_t q0 = block * kQueryBlock, q1 = std::min(p.lq, q0 + kQueryBlock);
-  if (p.weights)
-    flash_block_weights(job, q0, q1);
-  else
-    flash_block_stream(job, q0, q1);
+  const std::size_t q0 = block * kQueryBlock, q1 = std::min(p.lq, q0 + kQueryBlock), qb = q1 - q0;
+  const std::size_t kend = key_end(p, q1);
+  float* w = p.weights + q0 * p.ldw;
+  gemm_packed(qb, kend, p.d, p.q + q0 * p.ldq, p.ldq, job.kp, p.d * NR, w, p.ldw, false, nullptr);
+  const bool full_scoring = p.additive_mask || p.bool_mask || p.times || p.causal;
+  for (std::size_t r = 0; r < qb; ++r) {
+    float* row = w + r * p.ldw;
+    if (kend < p.lk) std::memset(row + kend, 0, (p.lk - kend) * sizeof(float));
+    if (kend == 0) continue;
+    float m, sum;
+    if (full_scoring) {
+      score_row(p, q0 + r, 0, row, kend);
+      m = max_kernel(row, kend);
+      if (m == kNegInf) {  // nothing to attend to: zeros, never NaN
+        std::memset(row, 0, kend * sizeof(float));
+        continue;
+      }
+      sum = exp_shift_sum_kernel(row, kend, m);
+    } else {
+      m = p.scale * max_kernel(row, kend);
+      sum = exp_scale_shift_sum(row, kend, p.scale, m);
+    }
+    scale_kernel(row, kend, 1.0f / sum);
+    if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
+  }
+  gemm_packed(qb, p.dv, kend, w, p.ldw, job.vp, job.vp_stride, p.out + q0 * p.ldo, p.ldo, false, nullptr);
+}
+
+void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_end, float* kp, float* vp) noexcept {
+  const std::size_t len = k_end - k_begin;
+  const std::size_t kpanels = (len + NR - 1) / NR, vpanels = (p.dv + NR - 1) / NR;
+  // Keys as op(B) = Kᵀ (d × len): panels of NR keys. Values as B (len × dv): panels of NR columns.
+  for (std::size_t jp = 0; jp < kpanels; ++jp)
+    pack_b_panel(p.k + k_begin * p.ldk, p.ldk, true, p.d, len, jp * NR, kp + jp * p.d * NR);
+  for (std::size_t jp = 0; jp < vpanels; ++jp)
+    pack_b_panel(p.v + k_begin * p.ldv, p.ldv, false, len, p.dv, jp * NR, vp + jp * len * NR);
+}
+
+void run_blocks(const Parallel& par, std::size_t blocks, FlashJob& job, void (*fn)(void*, std::size_t)) noexcept {
+  if (blocks == 1 || par.for_each == nullptr) {
+    for (std::size_t b = 0; b < blocks; ++b) fn(&job, b);
+  } else {
+    par.for_each(par.context, blocks, &job, fn);
+  }
 }
 
 bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept {
   if (p.lq == 0) return true;
-  if (p.lk == 0) {
-    for (std::size_t i = 0; i < p.lq; ++i) std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
-    return true;
-  }
-  const std::size_t kpanels = (p.lk + NR - 1) / NR, vpanels = (p.dv + NR - 1) / NR;
-  const std::size_t kp_size = kpanels * p.d * NR, vp_size = vpanels * p.lk * NR;
-  Scratch<float> packed(kp_size + vp_size);
-  if (!packed.ok(kp_size + vp_size)) return false;
-  float* kp = packed.ptr;
-  float* vp = packed.ptr + kp_size;
-  // Keys as op(B) = Kᵀ (d × lk): panels of NR keys. Values as B (lk × dv): panels of NR columns.
-  for (std::size_t jp = 0; jp < kpanels; ++jp) pack_b_panel(p.k, p.ldk, true, p.d, p.lk, jp * NR, kp + jp * p.d * NR);
-  for (std::size_t jp = 0; jp < vpanels; ++jp) pack_b_panel(p.v, p.ldv, false, p.lk, p.dv, jp * NR, vp + jp * p.lk * NR);
-
-  FlashJob job{&p, kp, vp, vpanels * NR, {false}};
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
-  if (blocks == 1 || par.for_each == nullptr) {
-    for (std::size_t b = 0; b < blocks; ++b) flash_task(&job, b);
-  } else {
-    par.for_each(par.context, blocks, &job, &flash_task);
+  const std::size_t vpanels = (p.dv + NR - 1) / NR;
+  if (p.weights) {  // the weights dominate memory: pack all keys once
+    const std::size_t kp_size = ((p.lk + NR - 1) / NR) * p.d * NR, vp_size = vpanels * p.lk * NR;
+    Scratch<float> packed(kp_size + vp_size);
+    if (!packed.ok(kp_size + vp_size)) return false;
+    pack_keys_values(p, 0, p.lk, packed.ptr, packed.ptr + kp_size);
+    FlashJob job{&p, packed.ptr, packed.ptr + kp_size, 0, p.lk, p.lk * NR, nullptr, nullptr, {false}};
+    run_blocks(par, blocks, job, &weights_task);
+    return !job.failed.load();
   }
-  return !job.failed.load();
+
+  // Streaming: passes over key ranges small enough that their packed copy stays ~kPackBudget,
+  // so memory is O((Lq + Lk)·D) at most and O(Lq) beyond the output in practice.
+  const std::size_t per_tile = kKeyBlock * (p.d + vpanels * NR) * sizeof(float);
+  const std::size_t span = kKeyBlock * std::max<std::size_t>(1, kPackBudget / std::max<std::size_t>(per_tile, 1));
+  const std::size_t first_len = std::min(span, p.lk);
+  const std::size_t kp_size = ((first_len + NR - 1) / NR) * p.d * NR, vp_size = vpanels * first_len * NR;
+  Scratch<float> packed(kp_size + vp_size + 2 * p.lq);
+  if (!packed.ok(1)) return false;
+  float* row_max = packed.ptr + kp_size + vp_size;
+  float* row_sum = row_max + p.lq;
+  for (std::size_t i = 0; i < p.lq; ++i) {
+    row_max[i] = kNegInf;
+    row_sum[i] = 0.0f;
+    std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
+  }
+  FlashJob job{&p, packed.ptr, packed.ptr + kp_size, 0, 0, 0, row_max, row_sum, {false}};
+  for (std::size_t k_begin = 0; k_begin < p.lk; k_begin += span) {
+    const std::size_t k_end = std::min(p.lk, k_begin + span);
+    pack_keys_values(p, k_begin, k_end, packed.ptr, packed.ptr + kp_size);
+    job.k_begin = k_begin;
+    job.k_end = k_end;
+    job.vp_stride = (k_end - k_begin) * NR;
+    // causal: query blocks that end before this key range see none of it
+    const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
+    struct Offset {
+      FlashJob* job;
+      std::size_t first;
+    } offset{&job, first_block};
+    auto shifted = [](void* o, std::size_t b) noexcept {
+      auto* off = static_cast<Offset*>(o);
+      stream_task(off->job, off->first + b);
+    };
+    if (blocks - first_block == 1 || par.for_each == nullptr) {
+      for (std::size_t b = first_block; b < blocks; ++b) stream_task(&job, b);
+    } else {
+      par.for_each(par.context, blocks - first_block, &offset, shifted);
+    }
+    if (job.failed.load()) return false;
+  }
+  for (std::size_t i = 0; i < p.lq; ++i) {
+    float* dst = p.out + i * p.ldo;
+    const float l = row_sum[i];
+    if (l > 0.0f) {
+      scale_kernel(dst, p.dv, 1.0f / l);
+    } else if (l != l) {  // NaN scores propagate, as in NumPy/PyTorch
+      for (std::size_t c = 0; c < p.dv; ++c) dst[c] = l;
+    } else {
+      std::memset(dst, 0, p.dv * sizeof(float));
+    }
+  }
+  return true;
 }
 
 }  // namespace

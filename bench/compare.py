@@ -1,0 +1,61 @@
+"""ruvector against its peers (NumPy, PyTorch, PyG), side by side, in one run.
+
+    python bench/compare.py            # every section
+    python bench/compare.py --quick    # fewer repeats, smaller sizes where a section allows
+    python bench/compare.py --only dot_product,graph
+
+Candidates run alternately on the same inputs; each figure is the median of the repeats;
+ratios (ruvector / peer, lower is better) are what to read: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import ruvector as rv  # noqa: E402
+
+SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    args = parser.parse_args()
+
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    print(f"ruvector {rv.__version__} | SIMD backend {rv.get_simd_backend()} | threads {rv.get_num_threads()} | "
+          f"torch {torch_version} | {platform.processor() or platform.machine()} | "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print()
+    print("| section | case | ruvector ms | peer | peer ms | ratio | notes |")
+    print("|---|---|---:|---|---:|---:|---|")
+    for name in args.only.split(","):
+        try:
+            module = importlib.import_module(f"compare_{name}")
+        except ImportError as e:
+            print(f"| {name} | skipped: {e} | | | | | |")
+            continue
+        for row in module.run(quick=args.quick):
+            ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+            peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
+            notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
+            print(f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
