@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import ruvector as rv  # noqa: E402
+import ruvector as rv
 
 SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]
 
@@ -36,9 +36,11 @@ def main() -> int:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
-    print(f"ruvector {rv.__version__} | SIMD backend {rv.get_simd_backend()} | threads {rv.get_num_threads()} | "
-          f"torch {torch_version} | {platform.processor() or platform.machine()} | "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"ruvector {rv.__version__} | SIMD backend {rv.get_simd_backend()} | threads {rv.get_num_threads()} | "
+        f"torch {torch_version} | {platform.processor() or platform.machine()} | "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     print()
     print("| section | case | ruvector ms | peer | peer ms | ratio | notes |")
     print("|---|---|---:|---|---:|---:|---|")
@@ -52,8 +54,10 @@ def main() -> int:
             ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
             peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
             notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
-            print(f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |",
-                  flush=True)
+            print(
+                f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |",
+                flush=True,
+            )
     return 0
 
 

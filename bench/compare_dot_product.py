@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from harness import Row, peak_rss_growth, time_alternating
 
 import ruvector as rv
+from harness import Row, peak_rss_growth, time_alternating
 
 
 def _torch():
@@ -51,7 +51,7 @@ def run(quick: bool = False) -> list[Row]:
     for length, dim, weights in [(1000, 512, True), (1000, 512, False), (4096, 64, True), (4096, 64, False)]:
         q, k, v = (rng.standard_normal((length, dim), dtype=np.float32) for _ in range(3))
         scale = 1 / np.sqrt(dim)
-        cands = {"ruvector": lambda: attn.compute(q, k, v, need_weights=weights)}
+        cands = {"ruvector": lambda q=q, k=k, v=v, weights=weights: attn.compute(q, k, v, need_weights=weights)}
         peer = ""
         if torch is not None:
             tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
@@ -157,8 +157,9 @@ q, k, v = (rng.standard_normal(({length}, {dim}), dtype=np.float32) for _ in ran
     for name in available:
         rv.set_simd_backend(name)
         try:
-            times[name] = time_alternating({name: lambda: attn.compute(q, k, v, need_weights=False)},
-                                           repeats=max(3, repeats // 2))[name]
+            times[name] = time_alternating(
+                {name: lambda: attn.compute(q, k, v, need_weights=False)}, repeats=max(3, repeats // 2)
+            )[name]
         finally:
             rv.set_simd_backend("auto")
     for name in available:

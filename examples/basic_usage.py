@@ -33,8 +33,10 @@ def numpy_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float) -
 
 
 def main() -> None:
-    print(f"ruvector {rv.__version__} | SIMD backend: {rv.get_simd_backend()} | "
-          f"CPU features: {', '.join(rv.get_features())} | threads: {rv.get_num_threads()}")
+    print(
+        f"ruvector {rv.__version__} | SIMD backend: {rv.get_simd_backend()} | "
+        f"CPU features: {', '.join(rv.get_features())} | threads: {rv.get_num_threads()}"
+    )
     rng = np.random.default_rng(7)
     emb, labels = make_latent_space(rng)
 
@@ -47,8 +49,10 @@ def main() -> None:
 
     node = 42
     top = np.argsort(out.weights[node])[::-1][:5]
-    print(f"node {node} (community {labels[node]}) attends most to nodes {top.tolist()} "
-          f"(communities {labels[top].tolist()}), weights {[f'{w:.4f}' for w in out.weights[node, top]]}")
+    print(
+        f"node {node} (community {labels[node]}) attends most to nodes {top.tolist()} "
+        f"(communities {labels[top].tolist()}), weights {[f'{w:.4f}' for w in out.weights[node, top]]}"
+    )
 
     # the refined embeddings pull each node toward its community centre
     before = np.linalg.norm(emb - emb[labels == labels[node]].mean(axis=0), axis=1)[node]
@@ -68,8 +72,9 @@ def main() -> None:
     t0 = time.perf_counter()
     numpy_attention(big, big, big, 1 / 8)
     t_np = time.perf_counter() - t0
-    print(f"L=2048, D=64 self-attention: ruvector {t_rv * 1e3:.2f} ms (streaming, no weights), "
-          f"NumPy {t_np * 1e3:.2f} ms")
+    print(
+        f"L=2048, D=64 self-attention: ruvector {t_rv * 1e3:.2f} ms (streaming, no weights), NumPy {t_np * 1e3:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ copy) and returns an :class:`AttentionOutput` whose arrays own their C++ buffers
 
 from __future__ import annotations
 
-from . import _native
+from . import _graph, _hierarchical, _multi_head, _native, _temporal
 from ._errors import (
     ComputationError,
     DimensionMismatchError,
@@ -14,6 +14,10 @@ from ._errors import (
     InvalidInputError,
     RuVectorError,
 )
+from ._graph import *  # noqa: F403
+from ._hierarchical import *  # noqa: F403
+from ._mechanisms import BatchConfig, DotProductAttention
+from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
 from ._native import (
     AttentionConfig,
     AttentionOutput,
@@ -23,13 +27,8 @@ from ._native import (
     set_num_threads,
     set_simd_backend,
 )
-from ._version import __version__
-from ._mechanisms import BatchConfig, DotProductAttention
-from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
-from ._graph import *  # noqa: F403
 from ._temporal import *  # noqa: F403
-from ._hierarchical import *  # noqa: F403
-from . import _graph, _hierarchical, _multi_head, _temporal
+from ._version import __version__
 
 # RUVECTOR_SIMD and RUVECTOR_NUM_THREADS act at import; a bad value fails the import loudly.
 _native._init_from_env()
@@ -46,7 +45,7 @@ def init() -> str:
     return "RuVector native module initialized"
 
 
-__all__ = [  # noqa: RUF022
+__all__ = [
     *_multi_head.__all__,
     *_graph.__all__,
     *_temporal.__all__,

@@ -204,4 +204,3 @@ def test_backends_agree(rng):
     base = outputs["scalar"]
     for vals in outputs.values():
         np.testing.assert_allclose(vals, base, rtol=1e-5, atol=1e-6)
-
