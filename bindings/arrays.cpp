@@ -83,6 +83,29 @@ FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint) {
   return to_float_array(obj, name, 1, shape_hint);
 }
 
+py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint) {
+  if (obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
+      py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr()))
+    throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
+  py::array a;
+  try {
+    a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
+  } catch (py::error_already_set& e) {
+    throw InvalidInput(std::string(name) + " could not be read as an array " + shape_hint + ": " + e.what());
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+    throw InvalidInput(std::string(name) + " must hold real numbers " + shape_hint + ", got dtype " +
+                       std::string(py::str(a.dtype())));
+  if (a.ndim() != 1)
+    throw DimensionMismatch(std::string(name) + " must be 1-D " + shape_hint + ", got a " +
+                                std::to_string(a.ndim()) + "-D array of shape " + shape_of(a),
+                            1, a.ndim());
+  auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (!arr) throw InvalidInput(std::string(name) + " could not be converted to float64 " + shape_hint);
+  return arr;
+}
+
 py::array_t<float> to_numpy(RowMatrixXf&& m, const std::vector<Index>& shape) {
   auto* owned = new RowMatrixXf(std::move(m));
   py::capsule free_when_done(owned, [](void* p) { delete static_cast<RowMatrixXf*>(p); });

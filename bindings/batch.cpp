@@ -1,14 +1,27 @@
 // Batch and async execution of prepared jobs on the process-wide pool (SPEC §5).
 // Every mechanism's `_prepare(...)` returns a _Job; the Python layer (ruvector/_async.py)
 // validates all items first, then runs chunks here with the GIL released.
-#include <pybind11/functional.h>
-
+#include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <memory>
+#include <mutex>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "common.hpp"
+#include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#define RUVECTOR_HAS_COMPLETION_CHANNEL 1
+#endif
 
 namespace ruvector::bindings {
 namespace {
@@ -21,15 +34,29 @@ bool interpreter_finalizing() {
 #endif
 }
 
-std::vector<Job*> jobs_of(const py::list& handles) {
+// The jobs of one call. Holding the Python handles (not the caller's list, which the caller
+// could change meanwhile) keeps every job, and through it every input buffer, alive.
+struct JobList {
+  std::vector<py::object> handles;
   std::vector<Job*> jobs;
-  jobs.reserve(handles.size());
-  for (py::handle h : handles) {
+};
+
+JobList jobs_of(const py::sequence& seq) {
+  JobList list;
+  const std::size_t n = seq.size();
+  list.handles.reserve(n);
+  list.jobs.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    py::object h = seq[i];
+    if (!py::isinstance<JobHandle>(h))
+      throw InvalidInput("jobs must be _Job objects returned by a mechanism's _prepare(...), item " +
+                         std::to_string(i) + " is " + type_name(h));
     auto& handle = h.cast<JobHandle&>();
-    if (!handle.job) throw std::invalid_argument("a _Job can run once per batch list; prepare it again");
-    jobs.push_back(handle.job.get());
+    if (!handle.job) throw InvalidInput("item " + std::to_string(i) + " is an empty _Job: prepare it again");
+    list.jobs.push_back(handle.job.get());
+    list.handles.push_back(std::move(h));
   }
-  return jobs;
+  return list;
 }
 
 struct Results {
@@ -37,13 +64,16 @@ struct Results {
   std::vector<std::exception_ptr> errors;
 };
 
-// Runs every job, in parallel over items; called without the GIL.
-void run_all(const std::vector<Job*>& jobs, std::size_t max_workers, Results& r) {
+// Runs every job, in parallel over items on at most `max_workers` threads (0: the pool);
+// called without the GIL. Items not yet started when `cancelled` turns true are skipped.
+void run_all(const std::vector<Job*>& jobs, std::size_t max_workers, Results& r,
+             const std::atomic<bool>* cancelled = nullptr) {
   r.outputs.resize(jobs.size());
   r.errors.resize(jobs.size());
   parallel_for(
       jobs.size(),
       [&](std::size_t i) {
+        if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) return;
         try {
           r.outputs[i] = jobs[i]->run();
         } catch (...) {
@@ -53,6 +83,7 @@ void run_all(const std::vector<Job*>& jobs, std::size_t max_workers, Results& r)
       max_workers);
 }
 
+// The outputs as a list of AttentionOutput; the first failed item's error (by index) is raised.
 py::list to_python_list(Results& r) {
   for (auto& e : r.errors)
     if (e) std::rethrow_exception(e);
@@ -61,25 +92,244 @@ py::list to_python_list(Results& r) {
   return out;
 }
 
-// The Python exception object for the error being handled (translated as if raised here).
+// The Python exception object for the error being handled, translated as if raised to Python
+// (so ruvector::InvalidInput becomes InvalidInputError, std::bad_alloc MemoryError, ...).
 py::object current_python_error() {
   try {
     throw;
   } catch (py::error_already_set& e) {
     return e.value();
   } catch (...) {
-    py::detail::try_translate_exceptions();
+    try {
+      py::detail::try_translate_exceptions();
+    } catch (...) {
+    }
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "ruvector: unknown error in an async call");
     py::error_already_set e;
     return e.value();
   }
 }
 
-struct AsyncCall {
-  py::list handles;      // keeps the jobs (and through them the inputs) alive
-  py::function callback;  // callback(results, error) from a pool thread, GIL held
-  std::vector<Job*> jobs;
-  std::size_t max_workers = 0;
+// Pool workers enter Python only to hand a finished async call back. At interpreter exit an
+// atexit hook closes this gate and waits for the hand-overs in progress; after that workers
+// leave Python alone (the late call's references are leaked), so no worker ever races the
+// interpreter's finalisation (which would kill it in the middle of a Python call).
+class DeliveryGate {
+ public:
+  bool enter() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_ || interpreter_finalizing()) return false;
+    ++active_;
+    return true;
+  }
+  void leave() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--active_ == 0) cv_.notify_all();
+  }
+  void close_and_wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    closed_ = true;
+    cv_.wait(lock, [this] { return active_ == 0; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool closed_ = false;
+  int active_ = 0;
 };
+
+// Never destroyed (workers may use it during static destruction); replaced in a forked child,
+// which has no hand-overs in progress whatever the parent's state was.
+DeliveryGate* g_gate = new DeliveryGate();
+
+#if defined(__unix__) || defined(__APPLE__)
+const bool g_gate_atfork_registered = [] {
+  pthread_atfork(nullptr, nullptr, [] { g_gate = new DeliveryGate(); });
+  return true;
+}();
+#endif
+
+class CompletionChannel;
+
+// One compute_async / compute_batch_async chunk in flight. Shared by the pool task, the
+// Python ticket and (once done) a completion channel; its Python references are dropped only
+// with the GIL held: by the event loop's thread after the hand-over, by a worker holding the
+// GIL (callback path), or by the ticket's deallocation.
+struct AsyncCall {
+  JobList list;
+  Results results;
+  std::size_t max_workers = 0;
+  std::atomic<bool> cancelled{false};
+  // Either `future` (an asyncio.Future of the loop that `channel` wakes) or `callback`
+  // (callback(results, error), called on a pool thread with the GIL held).
+  std::shared_ptr<CompletionChannel> channel;
+  py::object future;
+  py::object callback;
+
+  void drop_python_references() {  // GIL held
+    list = JobList();
+    future = py::object();
+    callback = py::object();
+  }
+};
+
+// Ticket of an async call (ruvector._native._AsyncTicket): cancel() skips the items that have
+// not started and drops the result; the work in progress finishes harmlessly.
+struct AsyncTicket {
+  std::shared_ptr<AsyncCall> call;
+};
+
+// The outputs of a finished call, or the error its first failed item raised (GIL held).
+std::pair<py::object, py::object> outcome(AsyncCall& call) {
+  try {
+    return {to_python_list(call.results), py::none()};
+  } catch (...) {
+    return {py::none(), current_python_error()};
+  }
+}
+
+// Callback path: runs on the pool worker, GIL held.
+void hand_over(AsyncCall& call) {
+  if (call.cancelled.load()) return;  // nobody awaits the result
+  auto [results, error] = outcome(call);
+  try {
+    call.callback(results, error);
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("ruvector async completion callback");
+  }
+}
+
+// Hands finished calls back to one event loop without the GIL: the worker queues the call and
+// writes one byte to a socket the loop watches (only when the queue was empty, so a burst of
+// completions wakes the loop once); the loop's reader drains the queue on its own thread,
+// converts the outputs and resolves the futures. Workers never wait for the GIL (which the
+// loop's thread may hold for a while), and never run Python (nor race its finalisation).
+class CompletionChannel {
+ public:
+  explicit CompletionChannel(int fd) {
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+    fd_ = ::dup(fd);  // ours: closing the Python socket cannot hand its number to another file
+    if (fd_ < 0) throw InvalidInput("completion channel: not a valid file descriptor");
+#if defined(SO_NOSIGPIPE)
+    const int on = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
+#endif
+#else
+    (void)fd;
+    throw InvalidInput("completion channels need POSIX sockets; use the callback path");
+#endif
+  }
+  ~CompletionChannel() {
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+    if (fd_ >= 0) ::close(fd_);
+#endif
+  }
+  CompletionChannel(const CompletionChannel&) = delete;
+  CompletionChannel& operator=(const CompletionChannel&) = delete;
+
+  // On a pool worker, without the GIL. Takes the worker's reference to the call.
+  void push(std::shared_ptr<AsyncCall>&& call) noexcept {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_.push_back(std::move(call));
+      wake = !signaled_;
+      signaled_ = true;
+    }
+    if (wake) signal();
+  }
+
+  // On the event loop's thread, GIL held, after the loop read the socket's bytes.
+  void drain() {
+    std::vector<std::shared_ptr<AsyncCall>> done;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done.swap(done_);
+      signaled_ = false;
+    }
+    for (auto& call : done) {
+      resolve(*call);
+      call->drop_python_references();
+    }
+  }
+
+ private:
+  void signal() noexcept {
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+    const char byte = 1;
+    for (;;) {
+#if defined(MSG_NOSIGNAL)
+      const auto n = ::send(fd_, &byte, 1, MSG_NOSIGNAL);
+#else
+      const auto n = ::send(fd_, &byte, 1, 0);
+#endif
+      // EAGAIN: the socket is full of wake-ups the loop has not read yet, so it will wake.
+      // Anything else (the loop's end is gone) leaves nobody to wake.
+      if (n >= 0 || errno != EINTR) return;
+    }
+#endif
+  }
+
+  static void resolve(AsyncCall& call) {
+    if (call.cancelled.load() || !call.future) return;
+    try {
+      if (call.future.attr("done")().cast<bool>()) return;  // cancelled meanwhile
+      auto [results, error] = outcome(call);
+      if (error.is_none())
+        call.future.attr("set_result")(results);
+      else
+        call.future.attr("set_exception")(error);
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("ruvector async completion");
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<AsyncCall>> done_;
+  bool signaled_ = false;
+  int fd_ = -1;
+};
+
+// Runs on a pool worker: computes, then hands the call back (through its channel, or with
+// the GIL through its callback). Consumes the worker's reference to the call.
+void finish_async_call(std::shared_ptr<AsyncCall> call) {
+  try {
+    run_all(call->list.jobs, call->max_workers, call->results, &call->cancelled);
+  } catch (...) {  // the pool itself failed (no memory for its bookkeeping): the call fails
+    call->results.errors.assign(1, std::current_exception());
+  }
+  if (CompletionChannel* channel = call->channel.get()) {
+    // The call keeps its channel alive until the loop drained it; a channel holds no Python
+    // object, so this worker may be the one that destroys it.
+    const std::shared_ptr<CompletionChannel> keep = call->channel;
+    channel->push(std::move(call));
+    return;
+  }
+  if (!g_gate->enter()) {  // the interpreter is exiting: nobody awaits; leak
+    new std::shared_ptr<AsyncCall>(std::move(call));
+    return;
+  }
+  {
+    py::gil_scoped_acquire gil;
+    hand_over(*call);
+    call->drop_python_references();
+  }
+  g_gate->leave();
+}
+
+std::shared_ptr<AsyncCall> new_async_call(const py::sequence& handles, std::size_t max_workers) {
+  auto call = std::make_shared<AsyncCall>();
+  call->list = jobs_of(handles);
+  call->max_workers = max_workers;
+  return call;
+}
+
+AsyncTicket start(std::shared_ptr<AsyncCall> call) {
+  AsyncTicket ticket{call};
+  submit([call = std::move(call)]() mutable { finish_async_call(std::move(call)); });
+  return ticket;
+}
 
 }  // namespace
 
@@ -97,58 +347,67 @@ py::object run_job(Job& job) {
 void register_batch(py::module_& m) {
   py::class_<JobHandle>(m, "_Job", "A prepared call (internal): arguments validated, ready to run.")
       .def("run", [](JobHandle& h) {
-        if (!h.job) throw std::invalid_argument("this _Job was already consumed");
+        if (!h.job) throw InvalidInput("this _Job is empty: prepare it again");
         return run_job(*h.job);
       });
 
+  py::class_<AsyncTicket>(m, "_AsyncTicket", "An async call in flight (internal).")
+      .def("cancel", [](AsyncTicket& t) { t.call->cancelled.store(true); })
+      .def_property_readonly("cancelled", [](const AsyncTicket& t) { return t.call->cancelled.load(); });
+
   m.def(
       "_run_jobs",
-      [](const py::list& handles, std::size_t max_workers) {
-        const std::vector<Job*> jobs = jobs_of(handles);
+      [](const py::sequence& handles, std::size_t max_workers) {
+        const JobList list = jobs_of(handles);
         Results r;
         {
-          // Safe without the GIL: `handles` (held by the caller) keeps every job alive and
-          // jobs touch only buffers they own references to.
+          // Safe without the GIL: `list` holds a reference to every job, and jobs touch only
+          // buffers they own references to.
           py::gil_scoped_release release;
-          run_all(jobs, max_workers, r);
+          run_all(list.jobs, max_workers, r);
         }
         return to_python_list(r);
       },
-      py::arg("jobs"), py::arg("max_workers") = 0);
+      py::arg("jobs"), py::arg("max_workers") = 0,
+      "Runs prepared jobs in parallel on the pool (at most max_workers threads, 0 = all) and "
+      "returns their outputs; the GIL is released meanwhile.");
 
   m.def(
       "_submit_jobs",
-      [](const py::list& handles, std::size_t max_workers, py::function callback) {
-        auto call = std::make_shared<AsyncCall>();
-        call->handles = handles;
+      [](const py::sequence& handles, std::size_t max_workers, py::function callback) {
+        auto call = new_async_call(handles, max_workers);
         call->callback = std::move(callback);
-        call->jobs = jobs_of(handles);
-        call->max_workers = max_workers;
-        submit([call]() mutable {
-          Results r;
-          run_all(call->jobs, call->max_workers, r);
-          if (interpreter_finalizing()) {  // the interpreter is going away: nobody awaits; leak
-            new std::shared_ptr<AsyncCall>(std::move(call));
-            return;
-          }
-          py::gil_scoped_acquire gil;
-          try {
-            py::list out = to_python_list(r);
-            call->callback(out, py::none());
-          } catch (...) {
-            try {
-              call->callback(py::none(), current_python_error());
-            } catch (py::error_already_set& e) {
-              e.discard_as_unraisable("ruvector async callback");
-            }
-          }
-          // Drop the Python references while the GIL is held.
-          call->handles = py::list();
-          call->callback = py::function();
-          call.reset();
-        });
+        return start(std::move(call));
       },
-      py::arg("jobs"), py::arg("max_workers"), py::arg("callback"));
+      py::arg("jobs"), py::arg("max_workers"), py::arg("callback"),
+      "Runs prepared jobs on the pool and calls callback(results, error) from a pool thread "
+      "(GIL held) when they are done; returns a ticket whose cancel() drops the call.");
+
+  py::class_<CompletionChannel, std::shared_ptr<CompletionChannel>>(
+      m, "_CompletionChannel",
+      "Hands finished async calls back to one event loop (internal): workers write a byte to "
+      "the socket `fd` (duplicated) and the loop, reading the other end, calls drain().")
+      .def(py::init<int>(), py::arg("fd"))
+      .def(
+          "submit",
+          [](const std::shared_ptr<CompletionChannel>& self, const py::sequence& handles, std::size_t max_workers,
+             py::object future) {
+            auto call = new_async_call(handles, max_workers);
+            call->channel = self;
+            call->future = std::move(future);
+            return start(std::move(call));
+          },
+          py::arg("jobs"), py::arg("max_workers"), py::arg("future"),
+          "Runs prepared jobs on the pool; drain() later resolves `future` with their outputs.")
+      .def("drain", &CompletionChannel::drain,
+           "Resolves the futures of the calls finished so far (on the loop's thread).");
+
+  // Closes the hand-over gate before the interpreter finalises (see DeliveryGate).
+  py::module_::import("atexit").attr("register")(py::cpp_function([] {
+    // The hand-overs in progress need the GIL to finish.
+    py::gil_scoped_release release;
+    g_gate->close_and_wait();
+  }));
 }
 
 }  // namespace ruvector::bindings

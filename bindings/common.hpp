@@ -39,6 +39,10 @@ FloatArray to_matrix(py::handle obj, const char* name, const char* shape_hint);
 // A 1-D float array (vector), converted as above.
 FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint);
 
+// A 1-D float64 array (timestamps, level weights), converted once when needed, with the same
+// type checks: float64 keeps large values (Unix times) exact enough to subtract.
+py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint);
+
 // The config argument of every constructor: AttentionConfig, dict or None.
 AttentionConfig to_config(py::handle obj);
 

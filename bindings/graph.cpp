@@ -1,8 +1,377 @@
-// graph binding. Placeholder until its issue lands.
+// GraphStructure and GraphAttention bindings (SPEC §3–§4).
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <string>
+
 #include "common.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/graph.hpp"
 
 namespace ruvector::bindings {
+namespace {
 
-void register_graph(py::module_&) {}
+py::module_& numpy() {
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static py::module_* np = new py::module_(py::module_::import("numpy"));
+  return *np;
+}
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+bool is_non_array(py::handle obj) {
+  return obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
+         py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr());
+}
+
+std::int64_t to_num_nodes(py::handle obj) {
+  if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
+    throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));
+  const long long n = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  if (n == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw InvalidInput("num_nodes is too large for a 64-bit index");
+  }
+  if (n < 0) throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(n));
+  return n;
+}
+
+// Node indices as an int64, C-contiguous array (converted when needed). Floats, bools,
+// complex and non-arrays raise InvalidInput naming `name`.
+py::array_t<std::int64_t> to_index_array(py::handle obj, const char* name, const char* shape_hint) {
+  if (is_non_array(obj))
+    throw InvalidInput(std::string(name) + " must be an integer array " + shape_hint + " or a sequence of (source, target) pairs, got " +
+                       type_name(obj));
+  py::array a;
+  try {
+    a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
+  } catch (py::error_already_set& e) {
+    throw InvalidInput(std::string(name) + " could not be read as an integer array " + shape_hint + ": " + e.what());
+  }
+  const char kind = a.dtype().kind();
+  if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
+      py::int_(a.attr("max")()).cast<unsigned long long>() >
+          static_cast<unsigned long long>(std::numeric_limits<std::int64_t>::max()))
+    throw InvalidInput(std::string(name) + " holds an index too large for a 64-bit node index");
+  const bool empty_float = a.size() == 0 && kind == 'f';  // [] reads as float64
+  if (kind != 'i' && kind != 'u' && !empty_float)
+    throw InvalidInput(std::string(name) + " must hold integer node indices " + shape_hint + ", got dtype " +
+                       std::string(py::str(a.dtype())) +
+                       (kind == 'f' ? "; convert with .astype(np.int64)" : kind == 'O' ? " (ragged or mixed pairs?)" : ""));
+  return py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+// [E, F] float edge features (a 1-D [E] array counts as [E, 1], as PyG's edge_attr).
+FloatArray to_edge_features(py::handle obj) {
+  py::object src = py::reinterpret_borrow<py::object>(obj);
+  if (py::isinstance<py::array>(obj) || py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+    try {
+      py::array a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
+      const char kind = a.dtype().kind();
+      if (a.ndim() == 1 && (kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b')) src = a.attr("reshape")(-1, 1);
+    } catch (py::error_already_set&) {
+      // ragged and other malformed input: to_float_array below reports it
+    }
+  }
+  return to_float_array(src, "edge_features", 2, "[E, F]");
+}
+
+GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle edge_features, bool edge_index,
+                          const char* name) {
+  const std::int64_t num_nodes = to_num_nodes(num_nodes_obj);
+  const char* hint = edge_index ? "[2, E]" : "[E, 2]";
+  py::array_t<std::int64_t> idx = to_index_array(edges, name, hint);
+  std::int64_t num_edges = 0;
+  if (idx.size() > 0) {
+    const bool ok = idx.ndim() == 2 && (edge_index ? idx.shape(0) == 2 : idx.shape(1) == 2);
+    if (!ok) {
+      std::string fix = edge_index ? "give row 0 the sources and row 1 the targets"
+                                   : "give one (source, target) row per edge";
+      if (!edge_index && idx.ndim() == 2 && idx.shape(0) == 2)
+        fix = "for PyG's [2, E] layout use GraphStructure.from_edge_index";
+      else if (edge_index && idx.ndim() == 2 && idx.shape(1) == 2)
+        fix = "for an [E, 2] list of pairs use GraphStructure(edges, num_nodes)";
+      throw DimensionMismatch(std::string(name) + " must be " + hint + ", got shape " + shape_of(idx) + ": " + fix, 2,
+                              idx.ndim() == 2 ? (edge_index ? idx.shape(0) : idx.shape(1)) : idx.ndim());
+    }
+    num_edges = edge_index ? idx.shape(1) : idx.shape(0);
+  }
+  FloatArray features;
+  const bool has_features = !edge_features.is_none();
+  if (has_features) {
+    features = to_edge_features(edge_features);
+    if (features.rows() != num_edges)
+      throw DimensionMismatch("edge_features has " + std::to_string(features.rows()) + " rows for " +
+                                  std::to_string(num_edges) + " edges: give one feature row per edge, [E, F]",
+                              num_edges, features.rows());
+  }
+  const std::int64_t* data = idx.data();
+  const std::int64_t* src = data;
+  const std::int64_t* dst = data == nullptr ? nullptr : (edge_index ? data + num_edges : data + 1);
+  const std::ptrdiff_t stride = edge_index ? 1 : 2;
+  // Safe without the GIL: `idx` and `features` hold references to the buffers read here, and
+  // building the CSR is plain C++ (O(E) work that should not block other Python threads).
+  py::gil_scoped_release release;
+  return GraphStructure::from_arrays(src, stride, dst, stride, num_edges, num_nodes,
+                                     has_features ? features.data : nullptr, has_features ? features.cols() : 0,
+                                     has_features ? features.cols() : 0);
+}
+
+// compute's `graph` argument: a GraphStructure, pairs or an [E, 2] array over N nodes.
+GraphStructure to_graph(py::handle obj, std::int64_t num_nodes) {
+  if (py::isinstance<GraphStructure>(obj)) return obj.cast<GraphStructure>();
+  if (is_non_array(obj))
+    throw InvalidInput("graph must be a GraphStructure, a sequence of (source, target) pairs or an integer array "
+                       "[E, 2], got " + type_name(obj));
+  return make_graph(obj, py::int_(num_nodes), py::none(), false, "graph");
+}
+
+py::object optional_int(const std::optional<std::int64_t>& v) { return v ? py::object(py::int_(*v)) : py::none(); }
+
+const char* variant_name(GraphVariant v) { return v == GraphVariant::Gat ? "gat" : "gatv2"; }
+
+GraphVariant parse_variant(const std::string& name) {
+  std::string s = name;
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (s == "gat") return GraphVariant::Gat;
+  if (s == "gatv2") return GraphVariant::GatV2;
+  throw InvalidConfig("variant must be \"gat\" (GATConv) or \"gatv2\" (GATv2Conv), got \"" + name + "\"");
+}
+
+std::optional<std::int64_t> to_optional_count(py::handle obj, const char* name) {
+  if (obj.is_none()) return std::nullopt;
+  if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
+    throw InvalidConfig(std::string(name) + " must be an integer or None, got " + type_name(obj));
+  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  if (v == -1 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw InvalidConfig(std::string(name) + " is out of range");
+  }
+  return v;
+}
+
+GraphAttention make_layer(py::handle config, py::handle in_features, bool concat, double negative_slope,
+                          bool add_self_loops, py::handle edge_dim, const std::string& variant) {
+  GraphAttentionOptions o;
+  o.in_features = to_optional_count(in_features, "in_features");
+  o.concat = concat;
+  o.negative_slope = negative_slope;
+  o.add_self_loops = add_self_loops;
+  o.edge_dim = to_optional_count(edge_dim, "edge_dim");
+  o.variant = parse_variant(variant);
+  return GraphAttention(to_config(config), o);
+}
+
+py::dict options_dict(const GraphAttention& a) {
+  const GraphAttentionOptions& o = a.options();
+  py::dict d;
+  d["in_features"] = optional_int(o.in_features);
+  d["concat"] = o.concat;
+  d["negative_slope"] = o.negative_slope;
+  d["add_self_loops"] = o.add_self_loops;
+  d["edge_dim"] = optional_int(o.edge_dim);
+  d["variant"] = variant_name(o.variant);
+  return d;
+}
+
+bool is_head_tensor(const std::string& name) { return name == "att" || name.rfind("att_", 0) == 0; }
+bool is_vector(const std::string& name) {
+  return name == "bias" || (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
+}
+
+py::dict weights_to_python(GraphWeights&& w) {
+  py::dict d;
+  for (auto& [name, m] : w) {
+    std::vector<Index> shape;
+    if (is_head_tensor(name))
+      shape = {1, m.rows(), m.cols()};
+    else if (is_vector(name))
+      shape = {m.cols()};
+    else
+      shape = {m.rows(), m.cols()};
+    d[py::str(name)] = to_numpy(std::move(m), shape);
+  }
+  return d;
+}
+
+// PyG's shapes in ([1, H, C], [n], [out, in]); the C++ layer takes [H, C], [1, n], [out, in].
+RowMatrixXf weight_from_python(const std::string& name, py::handle value) {
+  const bool head = is_head_tensor(name), vector = is_vector(name);
+  const int preferred = head ? 3 : vector ? 1 : 2;
+  const char* hint = head ? "[1, H, C]" : vector ? "[n]" : "[out, in]";
+  int ndim = preferred;
+  if (py::isinstance<py::array>(value)) ndim = static_cast<int>(py::reinterpret_borrow<py::array>(value).ndim());
+  if (ndim != 2 || preferred == 2) ndim = preferred;  // [H, C] and [1, n] are accepted too
+  FloatArray a = to_float_array(value, name.c_str(), ndim, hint);
+  if (head) {
+    if (a.shape.size() == 3 && a.shape[0] != 1)
+      throw DimensionMismatch(name + " must be [1, H, C], got a first dimension of " + std::to_string(a.shape[0]), 1,
+                              a.shape[0]);
+    const Index rows = a.shape[a.shape.size() - 2], cols = a.shape.back();
+    return Eigen::Map<const RowMatrixXf>(a.data, rows, cols);
+  }
+  if (vector && a.shape.size() == 1) return Eigen::Map<const RowMatrixXf>(a.data, 1, a.shape[0]);
+  return a.matrix();
+}
+
+GraphWeights weights_from_python(py::handle obj) {
+  if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
+    throw InvalidInput("weights must be a dict of name → array (as get_weights() returns), got " + type_name(obj));
+  GraphWeights w;
+  for (py::handle item : obj.attr("items")()) {
+    auto pair = py::reinterpret_borrow<py::tuple>(item);
+    if (!py::isinstance<py::str>(pair[0]))
+      throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
+    const std::string name = pair[0].cast<std::string>();
+    w[name] = weight_from_python(name, pair[1]);
+  }
+  return w;
+}
+
+struct GraphJob final : Job {
+  py::object owner;  // keeps `self` alive while the job exists
+  const GraphAttention* self = nullptr;
+  FloatArray x;
+  GraphStructure graph;
+  bool need_weights = true;
+
+  AttentionOutput run() override { return self->compute(x.matrix(), graph, need_weights); }
+};
+
+JobPtr prepare(py::handle self, py::handle node_features, py::handle graph, bool need_weights) {
+  auto job = std::make_unique<GraphJob>();
+  job->owner = py::reinterpret_borrow<py::object>(self);
+  job->self = &self.cast<const GraphAttention&>();
+  job->x = to_matrix(node_features, "node_features", "[N, F]");
+  job->graph = to_graph(graph, job->x.rows());
+  job->need_weights = need_weights;
+  job->self->validate(job->x.matrix(), job->graph, need_weights);
+  // A lazy layer fixes in_features here, at its first call, so that the other items of a
+  // batch are checked against it before any work starts.
+  job->self->initialize(job->x.cols());
+  return job;
+}
+
+std::string graph_repr(const GraphStructure& g) {
+  std::string s = "GraphStructure(num_nodes=" + std::to_string(g.num_nodes()) +
+                  ", num_edges=" + std::to_string(g.num_edges());
+  if (g.has_edge_features()) s += ", edge_feature_dim=" + std::to_string(g.edge_feature_dim());
+  return s + ")";
+}
+
+py::object edge_features_of(const GraphStructure& g) {
+  if (!g.has_edge_features()) return py::none();
+  RowMatrixXf copy = g.edge_features();
+  return to_numpy(std::move(copy));
+}
+
+}  // namespace
+
+void register_graph(py::module_& m) {
+  py::class_<GraphStructure>(m, "GraphStructure",
+                             "A validated graph (source → target edges, optional edge features) held in "
+                             "compressed form (CSR by target), built once for any number of compute calls.")
+      .def(py::init([](py::handle edges, py::handle num_nodes, py::handle edge_features) {
+             return make_graph(edges, num_nodes, edge_features, false, "edges");
+           }),
+           py::arg("edges"), py::arg("num_nodes"), py::arg("edge_features") = py::none())
+      .def_static(
+          "from_edge_index",
+          [](py::handle edge_index, py::handle num_nodes, py::handle edge_features) {
+            return make_graph(edge_index, num_nodes, edge_features, true, "edge_index");
+          },
+          py::arg("edge_index"), py::arg("num_nodes"), py::arg("edge_features") = py::none(),
+          "From PyG's edge_index [2, E] (row 0 sources, row 1 targets).")
+      .def_property_readonly("num_nodes", &GraphStructure::num_nodes)
+      .def_property_readonly("num_edges", &GraphStructure::num_edges)
+      .def_property_readonly("edge_feature_dim", [](const GraphStructure& g) -> py::object {
+        return g.has_edge_features() ? py::object(py::int_(g.edge_feature_dim())) : py::none();
+      })
+      .def_property_readonly("has_self_loops", &GraphStructure::has_self_loops)
+      .def_property_readonly("edges", [](const GraphStructure& g) { return to_numpy(g.edges()); },
+                             "The edges as given, [E, 2] int64 (a new array).")
+      .def_property_readonly("edge_index",
+                             [](const GraphStructure& g) {
+                               return py::array(numpy().attr("ascontiguousarray")(to_numpy(g.edges()).attr("T")));
+                             },
+                             "The edges as PyG's edge_index, [2, E] int64 (a new array).")
+      .def_property_readonly("edge_features", &edge_features_of, "[E, F] float32 (a new array) or None.")
+      .def("__repr__", &graph_repr)
+      .def(py::pickle(
+          [](const GraphStructure& g) {
+            return py::make_tuple(to_numpy(g.edges()), g.num_nodes(), edge_features_of(g));
+          },
+          [](py::tuple t) {
+            if (t.size() != 3) throw InvalidInput("invalid GraphStructure pickle state");
+            return make_graph(t[0], t[1], t[2], false, "edges");
+          }));
+
+  py::class_<GraphAttention>(m, "GraphAttention",
+                             "GAT / GATv2 layer with the semantics and parameter names of PyG's GATConv / "
+                             "GATv2Conv.")
+      .def(py::init(&make_layer), py::arg("config") = py::none(), py::kw_only(), py::arg("in_features") = py::none(),
+           py::arg("concat") = true, py::arg("negative_slope") = 0.2, py::arg("add_self_loops") = true,
+           py::arg("edge_dim") = py::none(), py::arg("variant") = "gat")
+      .def_property_readonly("config", &GraphAttention::config)
+      .def_property_readonly("in_features", [](const GraphAttention& a) { return optional_int(a.in_features()); },
+                             "Input width, or None until fixed by set_weights or the first call.")
+      .def_property_readonly("out_features", &GraphAttention::out_features)
+      .def_property_readonly("num_heads", &GraphAttention::num_heads)
+      .def_property_readonly("head_dim", &GraphAttention::head_dim)
+      .def_property_readonly("concat", [](const GraphAttention& a) { return a.options().concat; })
+      .def_property_readonly("negative_slope", [](const GraphAttention& a) { return a.options().negative_slope; })
+      .def_property_readonly("add_self_loops", [](const GraphAttention& a) { return a.options().add_self_loops; })
+      .def_property_readonly("edge_dim", [](const GraphAttention& a) { return optional_int(a.options().edge_dim); })
+      .def_property_readonly("variant", [](const GraphAttention& a) { return variant_name(a.options().variant); })
+      .def(
+          "compute",
+          [](py::handle self, py::handle x, py::handle graph, bool need_weights) {
+            return run_job(*prepare(self, x, graph, need_weights));
+          },
+          py::arg("node_features"), py::arg("graph"), py::kw_only(), py::arg("need_weights") = true)
+      .def(
+          "_prepare",
+          [](py::handle self, py::handle x, py::handle graph, bool need_weights) {
+            return JobHandle{prepare(self, x, graph, need_weights)};
+          },
+          py::arg("node_features"), py::arg("graph"), py::kw_only(), py::arg("need_weights") = true)
+      .def("get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
+           "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
+      .def(
+          "set_weights", [](GraphAttention& a, py::handle w) { a.set_weights(weights_from_python(w)); },
+          py::arg("weights"),
+          "Replace parameters (all or some) by PyG's names and shapes; a rejected call changes nothing.")
+      .def("__repr__",
+           [](const GraphAttention& a) {
+             const auto in = a.in_features();
+             const auto& o = a.options();
+             return std::string("GraphAttention(variant='") + variant_name(o.variant) +
+                    "', num_heads=" + std::to_string(a.num_heads()) + ", head_dim=" + std::to_string(a.head_dim()) +
+                    ", in_features=" + (in ? std::to_string(*in) : "None") +
+                    ", concat=" + (o.concat ? "True" : "False") +
+                    ", edge_dim=" + (o.edge_dim ? std::to_string(*o.edge_dim) : "None") + ")";
+           })
+      .def(py::pickle(
+          [](const GraphAttention& a) {
+            const auto in = a.in_features();
+            py::object weights = in ? py::object(weights_to_python(a.get_weights())) : py::none();
+            return py::make_tuple(py::cast(a.config()), options_dict(a), weights);
+          },
+          [](py::tuple t) {
+            if (t.size() != 3) throw InvalidInput("invalid GraphAttention pickle state");
+            py::dict o = t[1];
+            GraphAttention a = make_layer(t[0], o["in_features"], o["concat"].cast<bool>(),
+                                          o["negative_slope"].cast<double>(), o["add_self_loops"].cast<bool>(),
+                                          o["edge_dim"], o["variant"].cast<std::string>());
+            if (!t[2].is_none()) a.set_weights(weights_from_python(t[2]));
+            return a;
+          }));
+}
 
 }  // namespace ruvector::bindings

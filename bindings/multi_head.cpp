@@ -1,8 +1,149 @@
-// multi_head binding. Placeholder until its issue lands.
+// MultiHeadAttention binding: compute/_prepare as DotProductAttention, plus torch-named
+// weights (dicts of NumPy arrays) and pickling with config and weights.
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <string>
+
 #include "common.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/multi_head.hpp"
 
 namespace ruvector::bindings {
+namespace {
 
-void register_multi_head(py::module_&) {}
+struct MultiHeadJob final : Job {
+  py::object owner;  // keeps `self` alive while the job exists
+  const MultiHeadAttention* self = nullptr;
+  FloatArray q, k, v;
+  MaskArray mask;
+  MultiHeadOptions options;
+
+  AttentionOutput run() override { return self->compute(q.matrix(), k.matrix(), v.matrix(), options); }
+};
+
+JobPtr prepare(py::handle self, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
+               bool need_weights, bool average_weights, bool training) {
+  auto job = std::make_unique<MultiHeadJob>();
+  job->owner = py::reinterpret_borrow<py::object>(self);
+  job->self = &self.cast<const MultiHeadAttention&>();
+  job->q = to_matrix(query, "query", "[Lq, embed_dim]");
+  job->k = to_matrix(key, "key", "[Lk, kdim]");
+  job->v = to_matrix(value, "value", "[Lk, vdim]");
+  job->mask = to_mask(mask, "mask");
+  job->options = MultiHeadOptions{job->mask.mask, causal, need_weights, average_weights, training};
+  job->self->validate(job->q.matrix(), job->k.matrix(), job->v.matrix(), job->options);
+  return job;
+}
+
+std::string shape_hint(const std::vector<Index>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+py::dict get_weights(const MultiHeadAttention& a) {
+  StateDict state = a.get_weights();
+  py::dict d;
+  for (const auto& [name, shape] : a.weight_shapes()) {  // torch's state_dict order
+    Parameter& p = state.at(name);
+    d[py::str(name)] = to_numpy(std::move(p.data), p.shape);
+  }
+  return d;
+}
+
+// A mapping of name → array-like, read with the ranks this layer expects (unknown names are
+// passed on as they are, so that set_weights reports them with the list of valid names).
+StateDict to_state_dict(const MultiHeadAttention& a, py::handle obj) {
+  if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
+    throw InvalidInput("weights must be a dict of name → array (as get_weights() or torch's state_dict() give), got " +
+                       type_name(obj));
+  const auto shapes = a.weight_shapes();
+  StateDict state;
+  for (py::handle item : obj.attr("items")()) {
+    auto pair = py::reinterpret_borrow<py::tuple>(item);
+    if (!py::isinstance<py::str>(pair[0]))
+      throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
+    const std::string name = py::str(pair[0]);
+    std::vector<Index> expected;
+    for (const auto& [n, s] : shapes)
+      if (n == name) expected = s;
+    if (expected.empty()) {  // unknown: set_weights names the valid keys
+      state[name] = Parameter{};
+      continue;
+    }
+    const std::string hint = shape_hint(expected);
+    FloatArray arr = to_float_array(pair[1], name.c_str(), static_cast<int>(expected.size()), hint.c_str());
+    Parameter p;
+    p.shape = arr.shape;
+    const Index rows = arr.shape.size() == 1 ? 1 : arr.shape[0];
+    p.data = Eigen::Map<const RowMatrixXf>(arr.data, rows, arr.shape.back());
+    state[name] = std::move(p);
+  }
+  return state;
+}
+
+}  // namespace
+
+void register_multi_head(py::module_& m) {
+  py::class_<MultiHeadAttention>(m, "MultiHeadAttention",
+                                 "torch.nn.MultiheadAttention's layer: in-projections, per-head fused attention, "
+                                 "out-projection; weights under torch's state_dict names.")
+      .def(py::init([](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
+                       std::optional<Index> vdim) {
+             return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim);
+           }),
+           py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
+           py::arg("kdim") = py::none(), py::arg("vdim") = py::none())
+      .def_property_readonly("config", &MultiHeadAttention::config)
+      .def_property_readonly("embed_dim", &MultiHeadAttention::embed_dim)
+      .def_property_readonly("kdim", &MultiHeadAttention::kdim)
+      .def_property_readonly("vdim", &MultiHeadAttention::vdim)
+      .def_property_readonly("num_heads", &MultiHeadAttention::num_heads)
+      .def_property_readonly("head_dim", &MultiHeadAttention::head_dim)
+      .def("get_weights", &get_weights, "A copy of the weights: {torch state_dict name: float32 ndarray}.")
+      .def(
+          "set_weights",
+          [](MultiHeadAttention& a, py::handle weights) { a.set_weights(to_state_dict(a, weights)); },
+          py::arg("weights"),
+          "Replace all weights from {name: array} with torch's names and shapes "
+          "(e.g. {k: v.numpy() for k, v in torch_mha.state_dict().items()}).")
+      .def(
+          "compute",
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
+             bool need_weights, bool average_weights, bool training) {
+            return run_job(*prepare(self, q, k, v, mask, causal, need_weights, average_weights, training));
+          },
+          py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
+          py::arg("causal") = false, py::arg("need_weights") = true, py::arg("average_weights") = true,
+          py::arg("training") = false)
+      .def(
+          "_prepare",
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
+             bool need_weights, bool average_weights, bool training) {
+            return JobHandle{prepare(self, q, k, v, mask, causal, need_weights, average_weights, training)};
+          },
+          py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
+          py::arg("causal") = false, py::arg("need_weights") = true, py::arg("average_weights") = true,
+          py::arg("training") = false)
+      .def("__repr__",
+           [](const MultiHeadAttention& a) {
+             return "MultiHeadAttention(embed_dim=" + std::to_string(a.embed_dim()) +
+                    ", num_heads=" + std::to_string(a.num_heads()) + ", kdim=" + std::to_string(a.kdim()) +
+                    ", vdim=" + std::to_string(a.vdim()) + ", use_bias=" + (a.config().use_bias ? "True" : "False") +
+                    ")";
+           })
+      .def(py::pickle(
+          [](const MultiHeadAttention& a) {
+            return py::make_tuple(py::cast(a.config()), a.embed_dim(), a.kdim(), a.vdim(), get_weights(a));
+          },
+          [](py::tuple t) {
+            if (t.size() != 5) throw InvalidInput("corrupt MultiHeadAttention pickle state");
+            MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
+                                 t[3].cast<Index>());
+            a.set_weights(to_state_dict(a, t[4]));
+            return a;
+          }));
+}
 
 }  // namespace ruvector::bindings

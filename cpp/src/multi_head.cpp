@@ -1,1 +1,426 @@
+// MultiHeadAttention front end: validate once, then in-projections (GEMM), every head through
+// the fused attention kernel on strided views of the projections, and the out-projection.
 #include "ruvector/multi_head.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "attention_core.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/simd.hpp"
+#include "ruvector/thread_pool.hpp"
+
+namespace ruvector {
+
+// torch's parameters. Packed layout (kdim == vdim == E): in_proj [3E, E] holds the q, k, v
+// projections one under the other; otherwise q_proj [E, E], k_proj [E, kdim], v_proj [E, vdim].
+// Biases are [1, n] rows, empty without use_bias.
+struct MultiHeadAttention::Weights {
+  RowMatrixXf in_proj, q_proj, k_proj, v_proj;
+  RowMatrixXf in_bias;   // [1, 3E]
+  RowMatrixXf out_proj;  // [E, E]
+  RowMatrixXf out_bias;  // [1, E]
+
+  // Projection i (0 = q, 1 = k, 2 = v) as a torch Linear weight [E, in] with row stride ld.
+  const float* proj(int i, Index embed_dim) const {
+    if (in_proj.size()) return in_proj.data() + static_cast<Index>(i) * embed_dim * in_proj.cols();
+    return (i == 0 ? q_proj : i == 1 ? k_proj : v_proj).data();
+  }
+  std::size_t proj_ld(int i) const {
+    if (in_proj.size()) return static_cast<std::size_t>(in_proj.cols());
+    return static_cast<std::size_t>((i == 0 ? q_proj : i == 1 ? k_proj : v_proj).cols());
+  }
+  const float* bias(int i, Index embed_dim) const {
+    return in_bias.size() ? in_bias.data() + static_cast<Index>(i) * embed_dim : nullptr;
+  }
+};
+
+namespace {
+
+constexpr const char* kInProjWeight = "in_proj_weight";
+constexpr const char* kInProjBias = "in_proj_bias";
+constexpr const char* kOutProjWeight = "out_proj.weight";
+constexpr const char* kOutProjBias = "out_proj.bias";
+constexpr const char* kSeparate[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
+
+std::string shape_text(const std::vector<Index>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Identity with ones on the main diagonal of a rectangular matrix (numpy.eye(rows, cols)).
+RowMatrixXf eye(Index rows, Index cols) { return RowMatrixXf::Identity(rows, cols); }
+
+// Rows with nothing to attend to (every key masked). The mask is shared by all heads, so such
+// a row is dead in every head; its values are zeros, as for DotProductAttention.
+std::vector<std::uint8_t> dead_rows(const MultiHeadOptions& opt, Index lq, Index lk) {
+  std::vector<std::uint8_t> dead;
+  if (lk == 0) return std::vector<std::uint8_t>(static_cast<std::size_t>(lq), 1);
+  if (opt.mask.kind == AttentionMask::Kind::None) return dead;  // causal always keeps key 0
+  dead.assign(static_cast<std::size_t>(lq), 0);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (Index i = 0; i < lq; ++i) {
+    const Index end = opt.causal ? std::min(lk, i + 1) : lk;
+    bool any = false;
+    if (opt.mask.kind == AttentionMask::Kind::Boolean) {
+      const std::uint8_t* row = opt.mask.boolean + i * opt.mask.stride;
+      for (Index j = 0; j < end && !any; ++j) any = row[j] != 0;
+    } else {
+      const float* row = opt.mask.additive + i * opt.mask.stride;
+      for (Index j = 0; j < end && !any; ++j) any = row[j] != neg_inf;
+    }
+    dead[static_cast<std::size_t>(i)] = any ? 0 : 1;
+  }
+  return dead;
+}
+
+// C[m, n] = A[m, k]·Wᵀ + bias, W a torch Linear weight [n, k] with row stride ldw.
+void linear(const float* a, std::size_t lda, std::size_t m, std::size_t k, const float* w, std::size_t ldw,
+            std::size_t n, const float* bias, float* c, std::size_t ldc) {
+  simd::GemmParams p;
+  p.a = a;
+  p.lda = lda;
+  p.b = w;
+  p.ldb = ldw;
+  p.b_transposed = true;
+  p.c = c;
+  p.ldc = ldc;
+  p.bias = bias;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  detail::run_gemm(p);
+}
+
+std::size_t sz(Index n) { return static_cast<std::size_t>(n); }
+
+}  // namespace
+
+MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Index> embed_dim,
+                                       std::optional<Index> kdim, std::optional<Index> vdim)
+    : config_(config) {
+  config_.validate();
+  embed_dim_ = embed_dim ? *embed_dim : static_cast<Index>(config_.num_heads) * config_.head_dim;
+  if (embed_dim_ < 1) throw InvalidConfig("embed_dim must be >= 1, got " + std::to_string(embed_dim_));
+  if (embed_dim_ % config_.num_heads != 0)
+    throw InvalidConfig("embed_dim " + std::to_string(embed_dim_) + " is not divisible by num_heads " +
+                        std::to_string(config_.num_heads) +
+                        ": choose an embed_dim that is a multiple of num_heads (head size = embed_dim / num_heads)");
+  kdim_ = kdim ? *kdim : embed_dim_;
+  vdim_ = vdim ? *vdim : embed_dim_;
+  if (kdim_ < 1) throw InvalidConfig("kdim must be >= 1 (or None for embed_dim), got " + std::to_string(kdim_));
+  if (vdim_ < 1) throw InvalidConfig("vdim must be >= 1 (or None for embed_dim), got " + std::to_string(vdim_));
+  const char* hint = "choose a smaller embed_dim, kdim or vdim";
+  detail::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
+
+  auto w = std::make_shared<Weights>();
+  if (packed()) {
+    w->in_proj.resize(3 * embed_dim_, embed_dim_);
+    for (int i = 0; i < 3; ++i) w->in_proj.middleRows(i * embed_dim_, embed_dim_) = eye(embed_dim_, embed_dim_);
+  } else {
+    w->q_proj = eye(embed_dim_, embed_dim_);
+    w->k_proj = eye(embed_dim_, kdim_);
+    w->v_proj = eye(embed_dim_, vdim_);
+  }
+  w->out_proj = eye(embed_dim_, embed_dim_);
+  if (config_.use_bias) {
+    w->in_bias = RowMatrixXf::Zero(1, 3 * embed_dim_);
+    w->out_bias = RowMatrixXf::Zero(1, embed_dim_);
+  }
+  weights_ = std::move(w);
+}
+
+MultiHeadAttention::MultiHeadAttention(const MultiHeadAttention& other)
+    : config_(other.config_),
+      embed_dim_(other.embed_dim_),
+      kdim_(other.kdim_),
+      vdim_(other.vdim_),
+      weights_(other.weights()),
+      calls_(other.calls_.load()) {}
+
+MultiHeadAttention& MultiHeadAttention::operator=(const MultiHeadAttention& other) {
+  if (this == &other) return *this;
+  auto w = other.weights();
+  config_ = other.config_;
+  embed_dim_ = other.embed_dim_;
+  kdim_ = other.kdim_;
+  vdim_ = other.vdim_;
+  {
+    std::lock_guard<std::mutex> lock(weights_mutex_);
+    weights_ = std::move(w);
+  }
+  calls_.store(other.calls_.load());
+  return *this;
+}
+
+MultiHeadAttention::~MultiHeadAttention() = default;
+
+std::shared_ptr<const MultiHeadAttention::Weights> MultiHeadAttention::weights() const {
+  std::lock_guard<std::mutex> lock(weights_mutex_);
+  return weights_;
+}
+
+std::vector<std::pair<std::string, std::vector<Index>>> MultiHeadAttention::weight_shapes() const {
+  const Index e = embed_dim_;
+  std::vector<std::pair<std::string, std::vector<Index>>> shapes;
+  if (packed()) {
+    shapes.push_back({kInProjWeight, {3 * e, e}});
+  } else {
+    shapes.push_back({kSeparate[0], {e, e}});
+    shapes.push_back({kSeparate[1], {e, kdim_}});
+    shapes.push_back({kSeparate[2], {e, vdim_}});
+  }
+  if (config_.use_bias) shapes.push_back({kInProjBias, {3 * e}});
+  shapes.push_back({kOutProjWeight, {e, e}});
+  if (config_.use_bias) shapes.push_back({kOutProjBias, {e}});
+  return shapes;
+}
+
+StateDict MultiHeadAttention::get_weights() const {
+  const auto w = weights();
+  StateDict d;
+  for (const auto& [name, shape] : weight_shapes()) {
+    const RowMatrixXf* m = nullptr;
+    if (name == kInProjWeight) m = &w->in_proj;
+    else if (name == kSeparate[0]) m = &w->q_proj;
+    else if (name == kSeparate[1]) m = &w->k_proj;
+    else if (name == kSeparate[2]) m = &w->v_proj;
+    else if (name == kInProjBias) m = &w->in_bias;
+    else if (name == kOutProjWeight) m = &w->out_proj;
+    else m = &w->out_bias;
+    d[name] = Parameter{shape, *m};
+  }
+  return d;
+}
+
+void MultiHeadAttention::set_weights(const StateDict& d) {
+  const auto shapes = weight_shapes();
+  std::string names;
+  for (const auto& [name, shape] : shapes) names += (names.empty() ? "" : ", ") + name + " " + shape_text(shape);
+
+  for (const auto& [name, param] : d) {
+    auto it = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
+    if (it == shapes.end()) {
+      std::string why;
+      if (name == kInProjWeight)
+        why = "kdim/vdim differ from embed_dim, so q, k and v have separate q_proj_weight, k_proj_weight, "
+              "v_proj_weight (as in torch); ";
+      else if (name == kSeparate[0] || name == kSeparate[1] || name == kSeparate[2])
+        why = "kdim == vdim == embed_dim, so q, k and v are packed in in_proj_weight [3E, E] (rows q, k, v; "
+              "as in torch); ";
+      else if (name == kInProjBias || name == kOutProjBias)
+        why = "this layer has no biases (use_bias=False); ";
+      else if (name == "bias_k" || name == "bias_v")
+        why = "torch's add_bias_kv is not supported; ";
+      throw InvalidInput("unknown weight '" + name + "': " + why + "this layer's weights are " + names);
+    }
+    const std::vector<Index>& expected = it->second;
+    Index count = 1;
+    for (Index s : param.shape) count *= s;
+    if (param.shape != expected)
+      throw InvalidInput("weight '" + name + "' has shape " + shape_text(param.shape) + ", expected " +
+                         shape_text(expected));
+    if (param.data.size() != count)
+      throw InvalidInput("weight '" + name + "' holds " + std::to_string(param.data.size()) +
+                         " numbers, its shape " + shape_text(param.shape) + " needs " + std::to_string(count));
+  }
+  for (const auto& [name, shape] : shapes)
+    if (d.find(name) == d.end()) {
+      std::string hint = "give every weight that get_weights() returns (" + names + ")";
+      if (name == kInProjBias || name == kOutProjBias)
+        hint += "; a torch module built with bias=False has none: build this layer with use_bias=False";
+      throw InvalidInput("missing weight '" + name + "' " + shape_text(shape) + ": " + hint);
+    }
+
+  auto w = std::make_shared<Weights>();
+  auto take = [&](const char* name, RowMatrixXf& dst, Index rows, Index cols) {
+    const RowMatrixXf& src = d.at(name).data;
+    dst = Eigen::Map<const RowMatrixXf>(src.data(), rows, cols);
+  };
+  const Index e = embed_dim_;
+  if (packed()) {
+    take(kInProjWeight, w->in_proj, 3 * e, e);
+  } else {
+    take(kSeparate[0], w->q_proj, e, e);
+    take(kSeparate[1], w->k_proj, e, kdim_);
+    take(kSeparate[2], w->v_proj, e, vdim_);
+  }
+  take(kOutProjWeight, w->out_proj, e, e);
+  if (config_.use_bias) {
+    take(kInProjBias, w->in_bias, 1, 3 * e);
+    take(kOutProjBias, w->out_bias, 1, e);
+  }
+  std::lock_guard<std::mutex> lock(weights_mutex_);
+  weights_ = std::move(w);
+}
+
+void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
+                                  const MultiHeadOptions& opt) const {
+  const Index lq = q.rows(), lk = k.rows();
+  if (q.cols() != embed_dim_)
+    throw DimensionMismatch("query has " + std::to_string(q.cols()) + " columns, expected embed_dim = " +
+                                std::to_string(embed_dim_) + ": pass query [Lq, embed_dim]",
+                            embed_dim_, q.cols());
+  if (k.cols() != kdim_)
+    throw DimensionMismatch("key has " + std::to_string(k.cols()) + " columns, expected kdim = " +
+                                std::to_string(kdim_) + ": pass key [Lk, kdim] (build the layer with kdim=" +
+                                std::to_string(k.cols()) + " for keys of that width)",
+                            kdim_, k.cols());
+  if (v.cols() != vdim_)
+    throw DimensionMismatch("value has " + std::to_string(v.cols()) + " columns, expected vdim = " +
+                                std::to_string(vdim_) + ": pass value [Lk, vdim] (build the layer with vdim=" +
+                                std::to_string(v.cols()) + " for values of that width)",
+                            vdim_, v.cols());
+  if (v.rows() != lk)
+    throw DimensionMismatch("value has " + std::to_string(v.rows()) + " rows, key has " + std::to_string(lk) +
+                                ": give one value row per key",
+                            lk, v.rows());
+  if (opt.mask.kind != AttentionMask::Kind::None && (opt.mask.rows != lq || opt.mask.cols != lk))
+    throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
+                                ", expected [Lq, Lk] = " + detail::shape_str(lq, lk) + " (one mask for all heads)",
+                            lq * lk, opt.mask.rows * opt.mask.cols);
+  const char* hint = "use shorter sequences";
+  detail::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
+  if (opt.need_weights)
+    detail::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
+                             "pass need_weights=False to stream without them");
+}
+
+AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
+                                            const MultiHeadOptions& opt) const {
+  validate(q, k, v, opt);
+  const std::shared_ptr<const Weights> w = weights();
+  const Index lq = q.rows(), lk = k.rows(), e = embed_dim_, heads = num_heads(), hd = head_dim();
+
+  AttentionOutput out;
+  out.values.resize(lq, e);
+  out.metadata["attention_type"] = std::string("multi_head");
+  out.metadata["num_heads"] = static_cast<std::int64_t>(heads);
+  out.metadata["head_dim"] = static_cast<std::int64_t>(hd);
+  out.metadata["embed_dim"] = static_cast<std::int64_t>(e);
+  out.metadata["scale"] = static_cast<double>(config_.scale_for(hd));
+  out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
+  const bool per_head = opt.need_weights && !opt.average_weights;
+  if (opt.need_weights) {
+    out.weights.resize(per_head ? heads * lq : lq, lk);
+    out.weights_shape = per_head ? std::vector<Index>{heads, lq, lk} : std::vector<Index>{lq, lk};
+  }
+  if (lq == 0) return out;
+  const std::vector<std::uint8_t> dead = dead_rows(opt, lq, lk);
+  if (lk == 0) {  // nothing to attend to anywhere
+    out.values.setZero();
+    return out;
+  }
+
+  // In-projections. Self-attention on the packed layout (query, key and value the same
+  // array) is one GEMM against all of in_proj; key == value one GEMM for both.
+  const auto same = [](const MatrixRef& a, const MatrixRef& b) {
+    return a.data() == b.data() && a.rows() == b.rows() && a.cols() == b.cols() &&
+           a.outerStride() == b.outerStride();
+  };
+  RowMatrixXf qbuf, kbuf, vbuf;
+  const float *qp, *kp, *vp;
+  std::size_t ldq, ldk, ldv;
+  if (packed() && same(q, k) && same(k, v)) {
+    qbuf.resize(lq, 3 * e);
+    linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0), sz(3 * e), w->bias(0, e),
+           qbuf.data(), sz(3 * e));
+    qp = qbuf.data();
+    kp = qp + e;
+    vp = qp + 2 * e;
+    ldq = ldk = ldv = sz(3 * e);
+  } else {
+    qbuf.resize(lq, e);
+    linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0), sz(e), w->bias(0, e),
+           qbuf.data(), sz(e));
+    qp = qbuf.data();
+    ldq = sz(e);
+    if (packed() && same(k, v)) {
+      kbuf.resize(lk, 2 * e);
+      linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1), sz(2 * e),
+             w->bias(1, e), kbuf.data(), sz(2 * e));
+      kp = kbuf.data();
+      vp = kp + e;
+      ldk = ldv = sz(2 * e);
+    } else {
+      kbuf.resize(lk, e);
+      vbuf.resize(lk, e);
+      linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1), sz(e), w->bias(1, e),
+             kbuf.data(), sz(e));
+      linear(v.data(), sz(v.outerStride()), sz(lk), sz(vdim_), w->proj(2, e), w->proj_ld(2), sz(e), w->bias(2, e),
+             vbuf.data(), sz(e));
+      kp = kbuf.data();
+      vp = vbuf.data();
+      ldk = ldv = sz(e);
+    }
+  }
+
+  // Every head: the fused kernel on column slices of the projections, writing its slice of
+  // the concatenated heads and, when asked, its [Lq, Lk] block of weights.
+  RowMatrixXf context(lq, e), head_weights;
+  float* wbuf = nullptr;
+  if (per_head) {
+    wbuf = out.weights.data();
+  } else if (opt.need_weights) {
+    head_weights.resize(heads * lq, lk);
+    wbuf = head_weights.data();
+  }
+  const bool dropout = opt.training && config_.dropout > 0.0;
+  const std::uint64_t call = dropout ? calls_.fetch_add(1, std::memory_order_relaxed) : 0;
+  const float scale = config_.scale_for(hd);
+  parallel_for(sz(heads), [&](std::size_t h) {
+    simd::FlashParams p;
+    p.q = qp + h * sz(hd);
+    p.ldq = ldq;
+    p.k = kp + h * sz(hd);
+    p.ldk = ldk;
+    p.v = vp + h * sz(hd);
+    p.ldv = ldv;
+    p.out = context.data() + h * sz(hd);
+    p.ldo = sz(e);
+    p.weights = wbuf ? wbuf + h * sz(lq) * sz(lk) : nullptr;
+    p.ldw = sz(lk);
+    p.lq = sz(lq);
+    p.lk = sz(lk);
+    p.d = p.dv = sz(hd);
+    p.scale = scale;
+    p.bool_mask = opt.mask.boolean;
+    p.additive_mask = opt.mask.additive;
+    p.ldm = sz(opt.mask.stride);
+    p.causal = opt.causal;
+    if (dropout) {
+      p.dropout = static_cast<float>(config_.dropout);
+      p.seed = config_.seed;
+      p.stream = call * sz(heads) + h;  // one stream per (call, head): heads drop independently
+    }
+    detail::run_flash(p);
+  });
+
+  if (opt.need_weights && !per_head) {  // mean over heads, rows in parallel
+    const simd::KernelTable& kt = simd::active_kernels();
+    const std::size_t rows_per_task = std::max<std::size_t>(1, (1u << 16) / sz(lk));
+    const std::size_t tasks = (sz(lq) + rows_per_task - 1) / rows_per_task;
+    const float inv_heads = 1.0f / static_cast<float>(heads);
+    parallel_for(tasks, [&](std::size_t t) {
+      const std::size_t r1 = std::min(sz(lq), (t + 1) * rows_per_task);
+      for (std::size_t r = t * rows_per_task; r < r1; ++r) {
+        float* dst = out.weights.data() + r * sz(lk);
+        std::memcpy(dst, head_weights.data() + r * sz(lk), sz(lk) * sizeof(float));
+        for (Index h = 1; h < heads; ++h)
+          kt.axpy(1.0f, head_weights.data() + (sz(h) * sz(lq) + r) * sz(lk), dst, sz(lk));
+        kt.scale(dst, sz(lk), inv_heads);
+      }
+    });
+  }
+
+  linear(context.data(), sz(e), sz(lq), sz(e), w->out_proj.data(), sz(e), sz(e),
+         w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e));
+  for (std::size_t i = 0; i < dead.size(); ++i)
+    if (dead[i]) out.values.row(static_cast<Index>(i)).setZero();
+  return out;
+}
+
+}  // namespace ruvector

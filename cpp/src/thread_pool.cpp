@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -120,11 +121,53 @@ const bool g_atfork_registered = [] {
 }();
 #endif
 
+// A retired pool finishes its queued tasks and joins its workers when the last holder lets go.
+// That holder may be one of its own workers (which cannot join itself, and whose pool must
+// outlive the task it is running) or a thread holding Python's GIL, which a queued async call
+// needs in order to finish (a deadlock). So the join always happens on a short-lived thread.
+std::shared_ptr<Pool> make_pool(std::size_t threads) {
+  return std::shared_ptr<Pool>(new Pool(threads), [](Pool* retired) {
+    try {
+      std::thread([retired] { delete retired; }).detach();
+    } catch (const std::system_error&) {
+      // No thread to spare: leak the retired pool (idle workers) rather than risk the hang.
+    }
+  });
+}
+
 std::shared_ptr<Pool> pool() {
   std::lock_guard<std::mutex> lock(g_pool_mutex);
-  if (!g_pool) g_pool = std::make_shared<Pool>(g_requested ? g_requested : default_threads());
+  if (!g_pool) g_pool = make_pool(g_requested ? g_requested : default_threads());
   return g_pool;
 }
+
+// The helper slots left to one capped region (a parallel_for given max_workers, with everything
+// nested inside it, e.g. a batch's items and each item's own parallel kernels). Whoever runs
+// part of the region points t_budget at it, so nested calls recruit helpers only with a slot.
+struct Budget : std::enable_shared_from_this<Budget> {
+  std::atomic<std::ptrdiff_t> free_slots{0};
+
+  bool try_take() noexcept {
+    std::ptrdiff_t n = free_slots.load(std::memory_order_relaxed);
+    while (n > 0)
+      if (free_slots.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel)) return true;
+    return false;
+  }
+  void give_back() noexcept { free_slots.fetch_add(1, std::memory_order_acq_rel); }
+};
+// Set while this thread runs inside a capped region; the region's owner keeps it alive.
+thread_local Budget* t_budget = nullptr;
+
+class BudgetScope {
+ public:
+  explicit BudgetScope(Budget* b) noexcept : saved_(t_budget) { t_budget = b; }
+  ~BudgetScope() { t_budget = saved_; }
+  BudgetScope(const BudgetScope&) = delete;
+  BudgetScope& operator=(const BudgetScope&) = delete;
+
+ private:
+  Budget* saved_;
+};
 
 struct ForState {
   std::atomic<std::size_t> next{0};
@@ -166,9 +209,9 @@ void set_num_threads(std::size_t n) {
     g_requested = n;
     if (g_pool && g_pool->size() == n) return;
     old = std::move(g_pool);
-    g_pool = std::make_shared<Pool>(n);
+    g_pool = make_pool(n);
   }
-  // `old` finishes its queued tasks and joins when the last holder lets go.
+  // `old` finishes its queued tasks and joins when the last holder lets go (see make_pool).
 }
 
 void init_threads_from_env() {
@@ -191,6 +234,23 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
   std::shared_ptr<Pool> p = pool();
   std::size_t threads = std::min(n, p->size());
   if (max_workers > 0) threads = std::min(threads, max_workers);
+  // A cap binds everything nested inside this call too: the outermost call opens a budget of
+  // helper slots (the caller counts as one thread), nested calls draw on the open one. A
+  // caller from outside the pool always opens one (cap: the pool size), else it and every
+  // pool worker could be busy at once. Pool workers are the pool, uncapped they need none.
+  std::shared_ptr<Budget> budget;
+  if (t_budget != nullptr) {
+    budget = t_budget->shared_from_this();
+  } else if (max_workers > 0 || !in_pool_worker()) {
+    budget = std::make_shared<Budget>();
+    const std::size_t cap = max_workers > 0 ? std::min(max_workers, p->size()) : p->size();
+    budget->free_slots = static_cast<std::ptrdiff_t>(cap) - 1;
+  }
+  if (budget) {
+    const std::ptrdiff_t slots = std::max<std::ptrdiff_t>(budget->free_slots.load(std::memory_order_relaxed), 0);
+    threads = std::min(threads, static_cast<std::size_t>(slots) + 1);
+  }
+  BudgetScope caller_scope(budget.get());
   if (threads <= 1) {
     for (std::size_t i = 0; i < n; ++i) fn(i);
     return;
@@ -199,8 +259,22 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
   state->n = n;
   state->fn = &fn;
   // Helpers that start after every index is claimed return at once, so `fn` outliving this
-  // call is never touched: they only read `next`.
-  for (std::size_t h = 0; h + 1 < threads; ++h) p->push([state] { work_on(*state); });
+  // call is never touched: they only read `next`. In a capped region a helper works only
+  // while it holds a slot of the budget.
+  for (std::size_t h = 0; h + 1 < threads; ++h)
+    p->push([state, budget] {
+      if (state->next.load(std::memory_order_relaxed) >= state->n) return;
+      if (!budget) {
+        work_on(*state);
+        return;
+      }
+      if (!budget->try_take()) return;
+      {
+        BudgetScope scope(budget.get());
+        work_on(*state);
+      }
+      budget->give_back();
+    });
   work_on(*state);
   {
     std::unique_lock<std::mutex> lock(state->mutex);

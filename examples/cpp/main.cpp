@@ -1,6 +1,7 @@
 // Using ruvector from C++: every mechanism once, on Eigen row-major matrices, with the
 // results checked against plain double-precision loops written here. Exits non-zero when a
 // result is wrong, so the CTest test "cpp_example_run" fails then.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -66,6 +67,137 @@ void dot_product() {
   }
 }
 
+void multi_head() {
+  std::printf("MultiHeadAttention\n");
+  ruvector::AttentionConfig config;
+  config.num_heads = 2;
+  config.head_dim = 4;  // embed_dim = 8
+  ruvector::MultiHeadAttention attention(config);
+  // Load weights by torch's state_dict names (here random ones), as from nn.MultiheadAttention.
+  ruvector::StateDict weights;
+  for (const auto& [name, shape] : attention.weight_shapes()) {
+    ruvector::Parameter p;
+    p.shape = shape;
+    p.data = shape.size() == 1 ? RowMatrixXf::Random(1, shape[0]) : RowMatrixXf::Random(shape[0], shape[1]);
+    p.data *= 0.5f;
+    weights[name] = p;
+  }
+  attention.set_weights(weights);
+  const RowMatrixXf q = RowMatrixXf::Random(5, 8), k = RowMatrixXf::Random(7, 8), v = RowMatrixXf::Random(7, 8);
+  ruvector::MultiHeadOptions options;
+  options.average_weights = false;  // weights [H, Lq, Lk], stored as [H·Lq, Lk]
+  const auto out = attention.compute(q, k, v, options);
+
+  // Reference: torch's packed in-projection, per-head softmax(QhKhᵀ/√d)Vh, out-projection.
+  const Eigen::MatrixXd w_in = weights.at("in_proj_weight").data.cast<double>();
+  const Eigen::RowVectorXd b_in = weights.at("in_proj_bias").data.cast<double>();
+  auto project = [&](const RowMatrixXf& x, int block) {
+    Eigen::MatrixXd y = x.cast<double>() * w_in.middleRows(block * 8, 8).transpose();
+    y.rowwise() += b_in.segment(block * 8, 8);
+    return y;
+  };
+  const Eigen::MatrixXd Q = project(q, 0), K = project(k, 1), V = project(v, 2);
+  Eigen::MatrixXd concat(5, 8);
+  double weight_err = 0;
+  for (int h = 0; h < 2; ++h) {
+    Eigen::MatrixXd s = Q.middleCols(h * 4, 4) * K.middleCols(h * 4, 4).transpose() * 0.5;
+    softmax_rows(s);
+    concat.middleCols(h * 4, 4) = s * V.middleCols(h * 4, 4);
+    weight_err = std::max(weight_err, max_abs_diff(out.weights.middleRows(h * 5, 5), s));
+  }
+  Eigen::MatrixXd ref = concat * weights.at("out_proj.weight").data.cast<double>().transpose();
+  ref.rowwise() += weights.at("out_proj.bias").data.cast<double>().row(0);
+  check(max_abs_diff(out.values, ref) < 1e-5, "values [5, 8] match torch's formula with loaded weights");
+  check(out.weights_shape == std::vector<ruvector::Index>{2, 5, 7} && weight_err < 1e-6, "per-head weights [2, 5, 7]");
+}
+
+void graph() {
+  std::printf("GraphAttention (GAT)\n");
+  // 4 nodes, edges source → target; the given self-loop (2, 2) is replaced by one per node.
+  ruvector::RowMatrixXi64 edges(5, 2);
+  edges << 0, 1, 1, 2, 2, 0, 3, 0, 2, 2;
+  const ruvector::GraphStructure graph(edges, 4);
+  ruvector::AttentionConfig config;
+  config.num_heads = 2;
+  config.head_dim = 3;
+  ruvector::GraphAttentionOptions options;
+  options.in_features = 5;  // Glorot weights from config.seed now
+  const ruvector::GraphAttention gat(config, options);
+  const RowMatrixXf x = RowMatrixXf::Random(4, 5);
+  const auto out = gat.compute(x, graph);
+
+  // Reference (PyG's GATConv): h = x Wᵀ; e_ji = LeakyReLU(a_src·h_j + a_dst·h_i, 0.2) per head,
+  // softmax over the edges into i (self-loop included), out_i = Σ α_ji h_j, heads concatenated.
+  const ruvector::GraphWeights w = gat.get_weights();
+  const Eigen::MatrixXd h = x.cast<double>() * w.at("lin.weight").cast<double>().transpose();  // [4, 6]
+  const Eigen::MatrixXd att_src = w.at("att_src").cast<double>(), att_dst = w.at("att_dst").cast<double>();
+  std::vector<std::vector<int>> incoming = {{2, 3, 0}, {0, 1}, {1, 2}, {3}};  // sources per target, self-loop last
+  Eigen::MatrixXd ref(4, 6);
+  for (int i = 0; i < 4; ++i)
+    for (int head = 0; head < 2; ++head) {
+      std::vector<double> e;
+      for (int j : incoming[i]) {
+        const double z = h.row(j).segment(head * 3, 3).dot(att_src.row(head)) + h.row(i).segment(head * 3, 3).dot(att_dst.row(head));
+        e.push_back(z > 0 ? z : 0.2 * z);
+      }
+      double mx = -INFINITY, sum = 0;
+      for (double v : e) mx = std::max(mx, v);
+      for (double& v : e) sum += (v = std::exp(v - mx));
+      Eigen::RowVectorXd acc = Eigen::RowVectorXd::Zero(3);
+      for (std::size_t n = 0; n < e.size(); ++n) acc += e[n] / sum * h.block(incoming[i][n], head * 3, 1, 3);
+      ref.block(i, head * 3, 1, 3) = acc;
+    }
+  ref.rowwise() += w.at("bias").cast<double>().row(0);
+  check(max_abs_diff(out.values, ref) < 1e-5, "values [4, 6] match GATConv's formula");
+  const auto& used = std::get<ruvector::RowMatrixXi64>(out.metadata.at("edges"));
+  check(out.weights.rows() == 8 && out.weights.cols() == 2 && used.rows() == 8,
+        "weights [E'=8, H=2]: 4 edges without the self-loop + 4 self-loops");
+}
+
+void temporal() {
+  std::printf("TemporalAttention\n");
+  ruvector::TemporalOptions options;
+  options.causal = true;
+  options.half_life = 2.0;  // λ = ln 2 / 2
+  const ruvector::TemporalAttention attention({}, options);
+  const RowMatrixXf x = RowMatrixXf::Random(6, 8);
+  Eigen::VectorXd t(6);
+  t << 0.0, 3.5, 1.0, 2.0, 7.0, 7.5;  // any order: causality is by time
+  const auto out = attention.compute(x, t);
+
+  const double lambda = std::log(2.0) / 2.0, scale = 1.0 / std::sqrt(8.0);
+  Eigen::MatrixXd s = x.cast<double>() * x.cast<double>().transpose() * scale;
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 6; ++j) s(i, j) = t(j) <= t(i) ? s(i, j) - lambda * std::abs(t(i) - t(j)) : -INFINITY;
+  softmax_rows(s);
+  check(max_abs_diff(out.values, s * x.cast<double>()) < 1e-5, "values [6, 8] match softmax(s)X with decay and time order");
+  check(std::abs(std::get<double>(out.metadata.at("decay_rate")) - lambda) < 1e-12, "metadata decay_rate = ln 2 / half_life");
+}
+
+void hierarchical() {
+  std::printf("HierarchicalAttention\n");
+  const RowMatrixXf l0 = RowMatrixXf::Random(3, 4), l1 = RowMatrixXf::Random(5, 4);
+  const ruvector::HierarchicalAttention attention;
+  const auto out = attention.compute({l0, l1});
+
+  // Reference: within a level, context = mean row, α = softmax(scale·X·u), s = αᵀX; across
+  // levels β = softmax(scale·S·ū) with ū the mean of the s_l; values = βᵀS.
+  const double scale = 0.5;  // 1/sqrt(4)
+  Eigen::MatrixXd S(2, 4), alpha = Eigen::MatrixXd::Zero(2, 5);
+  int l = 0;
+  for (const RowMatrixXf* level : {&l0, &l1}) {
+    const Eigen::MatrixXd X = level->cast<double>();
+    Eigen::MatrixXd a = (X * X.colwise().mean().transpose()).transpose() * scale;  // [1, N]
+    softmax_rows(a);
+    alpha.block(l, 0, 1, X.rows()) = a;
+    S.row(l++) = a * X;
+  }
+  Eigen::MatrixXd beta = (S * S.colwise().mean().transpose()).transpose() * scale;
+  softmax_rows(beta);
+  check(max_abs_diff(out.values, beta * S) < 1e-5, "values [1, 4] = beta^T S");
+  check(max_abs_diff(out.weights, alpha) < 1e-6, "weights [2, 5]: the alpha of each level, zero-padded");
+}
+
 }  // namespace
 
 int main() {
@@ -79,6 +211,10 @@ int main() {
     std::printf("== backend %s\n", ruvector::backend_name(ruvector::simd_backend()));
     try {
       dot_product();
+      multi_head();
+      graph();
+      temporal();
+      hierarchical();
     } catch (const ruvector::Error& e) {
       std::printf("unexpected ruvector error: %s\n", e.what());
       return 2;

@@ -3,28 +3,35 @@
 Each native mechanism has ``_prepare(...)``, which converts and validates one call's
 arguments (with the GIL held) and returns a job. Batches prepare every item first, so a bad
 item raises before any work starts, then run chunks of jobs on the C++ pool with the GIL
-released. Async calls hand jobs to the same pool and resolve an asyncio future from the
-worker through ``loop.call_soon_threadsafe``: the event loop is never blocked, and nested
-work (a batch inside an async call) shares the one pool.
+released. Async calls hand jobs to the same pool; a finished call reaches its event loop
+through the loop's completion channel (a socket the loop watches, written by the worker
+without the GIL; the loop's thread then resolves the future), or, on loops that cannot watch
+a socket, through ``loop.call_soon_threadsafe`` from the worker. The event loop is never
+blocked, and nested work (a batch inside an async call) shares the one pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import socket
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from . import _native
-from ._errors import DimensionMismatchError, InvalidInputError, RuVectorError
+from ._errors import DimensionMismatchError, InvalidConfigError, InvalidInputError, RuVectorError
 
 ProgressCallback = Callable[[int, int], object]
 
 
 def _resolve(fut: asyncio.Future[Any], results: Any, error: BaseException | None) -> None:
-    if fut.cancelled():  # the awaiting task went away; the work finished harmlessly
+    if fut.done():  # the awaiting task was cancelled; the work finished harmlessly
         return
     if error is not None:
         fut.set_exception(error)
@@ -32,55 +39,152 @@ def _resolve(fut: asyncio.Future[Any], results: Any, error: BaseException | None
         fut.set_result(results)
 
 
-async def run_jobs_async(jobs: list[Any], max_workers: int = 0) -> list[Any]:
-    """Runs prepared jobs on the pool; awaiting never blocks the event loop."""
-    loop = asyncio.get_running_loop()
+class _LoopWaker:
+    """The completion channel of one event loop (POSIX selector loops): pool workers queue
+    finished calls and write a byte to ``_wsock`` without taking the GIL; the loop, watching
+    ``_rsock``, drains the queue on its own thread and resolves the futures."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._rsock, self._wsock = socket.socketpair()
+        try:
+            self._rsock.setblocking(False)
+            self._wsock.setblocking(False)
+            self.channel = _native._CompletionChannel(self._wsock.fileno())
+            loop.add_reader(self._rsock.fileno(), self._on_readable)
+        except BaseException:
+            self.close()
+            raise
+        # Close the sockets with the loop (explicitly: no ResourceWarning); the channel keeps
+        # its own duplicate of the write end for calls still in flight.
+        weakref.finalize(loop, _LoopWaker.close, self)
+
+    def _on_readable(self) -> None:
+        try:
+            while self._rsock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        self.channel.drain()
+
+    def close(self) -> None:
+        self._rsock.close()
+        self._wsock.close()
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker | None] = weakref.WeakKeyDictionary()
+_wakers_lock = threading.Lock()
+
+
+def _waker_of(loop: asyncio.AbstractEventLoop) -> _LoopWaker | None:
+    """The loop's completion channel, made on first use; None where the loop cannot watch a
+    socket (e.g. Windows' proactor loop): completions then go through call_soon_threadsafe."""
+    try:
+        return _wakers[loop]
+    except KeyError:
+        pass
+    with _wakers_lock:
+        if loop not in _wakers:
+            waker: _LoopWaker | None = None
+            if hasattr(_native, "_CompletionChannel"):
+                try:
+                    waker = _LoopWaker(loop)
+                except (NotImplementedError, OSError, RuVectorError):
+                    waker = None
+            _wakers[loop] = waker
+        return _wakers[loop]
+
+
+def _submit(
+    loop: asyncio.AbstractEventLoop, jobs: list[Any], max_workers: int
+) -> tuple[asyncio.Future[list[Any]], Any]:
+    """Hands prepared jobs to the pool; returns the future of their outputs and the ticket."""
     fut: asyncio.Future[list[Any]] = loop.create_future()
+    waker = _waker_of(loop)
+    if waker is not None:
+        return fut, waker.channel.submit(jobs, max_workers, fut)
 
     def done(results: Any, error: BaseException | None) -> None:  # on a pool thread, GIL held
-        loop.call_soon_threadsafe(_resolve, fut, results, error)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits this result
+            loop.call_soon_threadsafe(_resolve, fut, results, error)
 
-    _native._submit_jobs(jobs, max_workers, done)
-    return await fut
+    return fut, _native._submit_jobs(jobs, max_workers, done)
 
 
-def _item_error(index: int, error: RuVectorError) -> RuVectorError:
+async def run_jobs_async(jobs: list[Any], max_workers: int = 0) -> list[Any]:
+    """Runs prepared jobs on the pool; awaiting never blocks the event loop.
+
+    Cancelling the awaiting task is safe: the items not yet started are skipped, the ones
+    running finish on the pool (their inputs stay alive until then) and the result is dropped.
+    """
+    fut, ticket = _submit(asyncio.get_running_loop(), jobs, max_workers)
+    try:
+        return await fut
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise
+
+
+def _item_error(index: int, error: Exception) -> Exception:
     """The same exception type, its message naming the batch item."""
     message = f"item {index}: {error}"
     if isinstance(error, DimensionMismatchError):
         return DimensionMismatchError(message, error.expected, error.actual)
-    return type(error)(message)
+    try:
+        return type(error)(message)
+    except Exception:  # an exception class with another constructor: keep the original
+        return error
 
 
 def _length(name: str, column: Any) -> int:
-    if isinstance(column, (str, bytes, dict)) or not hasattr(column, "__len__"):
+    """Number of items in one batch column: a stacked array or a sequence of arrays."""
+    if isinstance(column, np.ndarray):
+        if column.ndim < 2:
+            raise InvalidInputError(
+                f"{name} must be one stacked array (a leading batch axis over the items) or a "
+                f"sequence of arrays, got a {column.ndim}-D array"
+            )
+        return int(column.shape[0])
+    if isinstance(column, (str, bytes, dict)) or not hasattr(column, "__len__") or not hasattr(column, "__getitem__"):
         raise InvalidInputError(
-            f"{name} must be a sequence of arrays or one stacked array, got {type(column).__name__}"
+            f"{name} must be a sequence of arrays (a list or tuple) or one stacked array, got {type(column).__name__}"
         )
     return len(column)
 
 
-def _is_per_item(value: Any) -> bool:
-    """A keyword value given once per item: a 3-D array or a list/tuple of arrays."""
+def _is_per_item(value: Any, item_ndim: int | None) -> bool:
+    """A keyword array given once per item rather than shared by all items: a list/tuple of
+    arrays (``None`` entries allowed, e.g. no mask for some items), or an array with a leading
+    batch axis, i.e. ``item_ndim + 1`` dimensions (``item_ndim`` defaults to 2). When the
+    mechanism declares ``item_ndim`` the listed arrays must have that rank too."""
     if isinstance(value, np.ndarray):
-        return value.ndim == 3
-    return isinstance(value, (list, tuple)) and len(value) > 0 and isinstance(value[0], np.ndarray)
+        return value.ndim == (2 if item_ndim is None else item_ndim) + 1
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    arrays = [v for v in value if v is not None]
+    return bool(arrays) and all(
+        isinstance(v, np.ndarray) and (item_ndim is None or v.ndim == item_ndim) for v in arrays
+    )
 
 
 class _Progress:
-    """progress(done, total): the caller's callable, a tqdm bar, a stderr line, or nothing."""
+    """progress(done, total): the caller's callable, a tqdm bar, a stderr line, or nothing.
+    Always called on the caller's thread (the event loop's thread for the async forms)."""
 
     def __init__(self, enabled: bool, callback: ProgressCallback | None, total: int) -> None:
+        if callback is not None and not callable(callback):
+            raise InvalidInputError(
+                f"progress must be a callable progress(done, total) or None, got {type(callback).__name__}"
+            )
         self._callback = callback
         self._bar: Any = None
         self._stderr = False
-        if callback is None and enabled:
+        if callback is None and enabled and total > 0:
             try:
-                from tqdm import tqdm  # optional
-
-                self._bar = tqdm(total=total, unit="item")
+                tqdm = importlib.import_module("tqdm").tqdm  # optional
             except ImportError:
                 self._stderr = True
+            else:
+                self._bar = tqdm(total=total, unit="item", desc="ruvector batch")
         self._total = total
 
     def __call__(self, done: int) -> None:
@@ -98,14 +202,22 @@ class _Progress:
 
 
 class AsyncBatchMixin:
-    """compute_async / compute_batch / compute_batch_async on top of native ``_prepare``."""
+    """compute_async / compute_batch / compute_batch_async on top of native ``_prepare``.
+
+    A mechanism whose keyword arrays are not 2-D per item lists their item rank in
+    ``_batch_item_ndim`` (e.g. ``{"query": 1}``), so that a per-item form (one more
+    dimension, or a list of such arrays) is told apart from one value shared by all items.
+    """
 
     _prepare: Callable[..., Any]
+    _batch_item_ndim: ClassVar[Mapping[str, int]] = {}
 
-    def _prepare_batch(
-        self, columns: Sequence[tuple[str, Any, bool]], kwargs: dict[str, Any]
-    ) -> list[Any]:
-        """columns: (name, sequence or None, optional). Every item is validated here."""
+    def _prepare_batch(self, columns: Sequence[tuple[str, Any, bool]], kwargs: dict[str, Any]) -> list[Any]:
+        """columns: (name, sequence or None, optional). Every item is validated here, before
+        any work starts; an error names the item."""
+        for name, col, optional in columns:
+            if col is None and not optional:
+                raise InvalidInputError(f"{name} is required: give a sequence of arrays or one stacked array")
         lengths = {name: _length(name, col) for name, col, _ in columns if col is not None}
         if not lengths:
             raise InvalidInputError("compute_batch needs at least one sequence of inputs")
@@ -116,7 +228,7 @@ class AsyncBatchMixin:
                 + ", ".join(f"{k}={v}" for k, v in lengths.items())
                 + ": give one entry per item in each"
             )
-        per_item = {k: v for k, v in kwargs.items() if _is_per_item(v)}
+        per_item = {k: v for k, v in kwargs.items() if _is_per_item(v, self._batch_item_ndim.get(k))}
         for key, value in per_item.items():
             if len(value) != total:
                 raise InvalidInputError(f"{key} has {len(value)} entries for {total} items: give one per item")
@@ -127,7 +239,7 @@ class AsyncBatchMixin:
             item_kwargs = {**shared, **{k: v[i] for k, v in per_item.items()}}
             try:
                 jobs.append(self._prepare(*args, **item_kwargs))
-            except RuVectorError as e:
+            except (RuVectorError, TypeError) as e:
                 raise _item_error(i, e) from e
         return jobs
 
@@ -138,9 +250,7 @@ class AsyncBatchMixin:
         batch_config: Any,
         progress: ProgressCallback | None,
     ) -> list[Any]:
-        from ._mechanisms import BatchConfig
-
-        config = _batch_config(batch_config, BatchConfig)
+        config = _batch_config(batch_config)
         jobs = self._prepare_batch(columns, kwargs)
         reporter = _Progress(config.enable_progress, progress, len(jobs))
         results: list[Any] = []
@@ -148,7 +258,7 @@ class AsyncBatchMixin:
             for start in range(0, len(jobs), config.max_batch_size):
                 chunk = jobs[start : start + config.max_batch_size]
                 results.extend(_native._run_jobs(chunk, config.num_threads or 0))
-                reporter(len(results))
+                reporter(len(results))  # on the calling thread
         finally:
             reporter.close()
         return results
@@ -160,9 +270,7 @@ class AsyncBatchMixin:
         batch_config: Any,
         progress: ProgressCallback | None,
     ) -> list[Any]:
-        from ._mechanisms import BatchConfig
-
-        config = _batch_config(batch_config, BatchConfig)
+        config = _batch_config(batch_config)
         jobs = self._prepare_batch(columns, kwargs)
         reporter = _Progress(config.enable_progress, progress, len(jobs))
         results: list[Any] = []
@@ -176,16 +284,29 @@ class AsyncBatchMixin:
         return results
 
     async def compute_async(self, *args: Any, **kwargs: Any) -> Any:
-        """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released."""
+        """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released.
+        Errors (the same types as ``compute`` raises) surface when awaited."""
         job = self._prepare(*args, **kwargs)
-        return (await run_jobs_async([job]))[0]
+        fut, ticket = _submit(asyncio.get_running_loop(), [job], 0)
+        try:
+            return (await fut)[0]
+        except asyncio.CancelledError:
+            ticket.cancel()
+            raise
 
 
-def _batch_config(value: Any, cls: type) -> Any:
+def _batch_config(value: Any) -> Any:
+    from ._mechanisms import BatchConfig  # _mechanisms imports this module
+
     if value is None:
-        return cls()
-    if isinstance(value, cls):
+        return BatchConfig()
+    if isinstance(value, BatchConfig):
         return value
     if isinstance(value, dict):
-        return cls(**value)
+        unknown = set(value) - {"max_batch_size", "num_threads", "enable_progress"}
+        if unknown:
+            raise InvalidConfigError(
+                f"unknown BatchConfig key(s) {sorted(unknown)}: use max_batch_size, num_threads, enable_progress"
+            )
+        return BatchConfig(**value)
     raise InvalidInputError(f"batch_config must be a BatchConfig, a dict or None, got {type(value).__name__}")

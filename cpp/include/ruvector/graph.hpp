@@ -1,5 +1,155 @@
-// graph attention (SPEC §4). Placeholder until its issue lands.
+// Graph attention (SPEC §3–§4): GraphStructure, a validated graph held in compressed form,
+// and GraphAttention, a GAT (Veličković et al.) or GATv2 (Brody et al.) layer with the
+// semantics, parameter names and shapes of torch_geometric's GATConv / GATv2Conv.
+//
+// Messages flow source → target. For target i with incoming edges j → i (existing self-loops
+// removed and one added per node when add_self_loops):
+//   GAT:   e_ji = LeakyReLU(a_srcₕ·W xⱼ + a_dstₕ·W xᵢ [+ a_edgeₕ·W_e f_ji])
+//   GATv2: e_ji = a ₕ·LeakyReLU(W_l xⱼ + W_r xᵢ [+ W_e f_ji])        (per head h)
+//   α_ji = softmax over j of e_ji;  out_i = Σ_j α_ji · (W xⱼ | W_l xⱼ)
+// heads concatenated [N, H·C] or averaged [N, C], plus bias. A self-loop's edge features are
+// the mean of the node's incoming (non-self-loop) edge features (PyG's fill_value="mean").
 #pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "ruvector/config.hpp"
 #include "ruvector/types.hpp"
+
+namespace ruvector {
+
+// The compressed, target-major (CSR) form of a graph, built once by GraphStructure. Edges
+// are split into ordinary edges (source != target) and given self-loops, so that a layer may
+// drop the latter (add_self_loops) or keep them, without rebuilding anything.
+struct GraphCsr {
+  std::int64_t num_nodes = 0;
+  std::int64_t num_edges = 0;  // as given, self-loops included
+  // Ordinary edges grouped by target: those of node i are [indptr[i], indptr[i+1]), in the
+  // order they were given.
+  std::vector<std::int64_t> indptr;  // [N + 1]
+  std::vector<std::int64_t> source;  // [nnz]
+  std::vector<std::int64_t> edge_id; // [nnz] position in the given edge list
+  // Rank of each ordinary edge among the ordinary edges (its row once self-loops are
+  // removed); empty when the graph has no self-loops (then it equals edge_id).
+  std::vector<std::int64_t> kept_rank;
+  // Given self-loops grouped by node (empty when there are none).
+  std::vector<std::int64_t> loop_indptr;  // [N + 1]
+  std::vector<std::int64_t> loop_edge_id;
+  std::int64_t num_self_loops = 0;
+
+  std::int64_t num_ordinary_edges() const noexcept { return num_edges - num_self_loops; }
+};
+
+class GraphStructure {
+ public:
+  // An empty graph with no nodes.
+  GraphStructure();
+  // `edges` [E, 2]: one (source, target) row per edge, 0 <= index < num_nodes.
+  // `edge_features` [E, F] (optional: pass a matrix with zero columns and zero rows for none).
+  GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes);
+  GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes,
+                 const MatrixRef& edge_features);
+  // PyG's layout: `edge_index` [2, E], row 0 the sources, row 1 the targets.
+  static GraphStructure from_edge_index(const Eigen::Ref<const RowMatrixXi64>& edge_index, std::int64_t num_nodes);
+  static GraphStructure from_edge_index(const Eigen::Ref<const RowMatrixXi64>& edge_index, std::int64_t num_nodes,
+                                        const MatrixRef& edge_features);
+  // The general form behind the others: sources[e * source_stride], targets[e * target_stride]
+  // for e < num_edges; edge_features may be null (then feature_dim is ignored).
+  static GraphStructure from_arrays(const std::int64_t* sources, std::ptrdiff_t source_stride,
+                                    const std::int64_t* targets, std::ptrdiff_t target_stride,
+                                    std::int64_t num_edges, std::int64_t num_nodes, const float* edge_features,
+                                    std::int64_t feature_dim, std::int64_t feature_stride);
+
+  std::int64_t num_nodes() const noexcept;
+  std::int64_t num_edges() const noexcept;
+  bool has_edge_features() const noexcept;
+  std::int64_t edge_feature_dim() const noexcept;  // 0 when there are none
+  bool has_self_loops() const noexcept;
+
+  // The edges as given, [E, 2] (source, target).
+  RowMatrixXi64 edges() const;
+  // [E, F] as given (empty when there are none).
+  const RowMatrixXf& edge_features() const noexcept;
+  // [N, F]: the mean of each node's incoming ordinary edge features, zeros for a node with
+  // none (the features of the self-loop GraphAttention adds). Empty without edge features.
+  const RowMatrixXf& self_loop_features() const noexcept;
+  const GraphCsr& csr() const noexcept;
+
+ private:
+  struct Data;
+  std::shared_ptr<const Data> data_;  // immutable once built: copies share it, threads may too
+};
+
+enum class GraphVariant { Gat, GatV2 };
+
+struct GraphAttentionOptions {
+  std::optional<std::int64_t> in_features;  // unset: fixed by the first call (lazy)
+  bool concat = true;                       // heads concatenated [N, H·C], else averaged [N, C]
+  double negative_slope = 0.2;              // LeakyReLU slope
+  bool add_self_loops = true;               // remove given self-loops, add one per node
+  std::optional<std::int64_t> edge_dim;     // edge feature width (enables lin_edge / att_edge)
+  GraphVariant variant = GraphVariant::Gat;
+
+  // Throws InvalidConfig naming the field.
+  void validate() const;
+};
+
+// Parameters by PyG's state_dict names (GATConv: lin.weight, att_src, att_dst, lin_edge.weight,
+// att_edge, bias; GATv2Conv: lin_l.weight, lin_l.bias, lin_r.weight, lin_r.bias, att,
+// lin_edge.weight, bias). A [1, H, C] parameter is an [H, C] matrix here and a vector [n] a
+// [1, n] row (the Python binding uses PyG's exact shapes).
+using GraphWeights = std::map<std::string, RowMatrixXf>;
+
+class GraphAttention {
+ public:
+  explicit GraphAttention(AttentionConfig config = {}, GraphAttentionOptions options = {});
+  GraphAttention(const GraphAttention& other);
+  GraphAttention& operator=(const GraphAttention& other);
+
+  const AttentionConfig& config() const noexcept { return config_; }
+  const GraphAttentionOptions& options() const noexcept { return options_; }
+  std::int64_t num_heads() const noexcept { return config_.num_heads; }
+  std::int64_t head_dim() const noexcept { return config_.head_dim; }
+  // Width of the output rows: H·C with concat, C without.
+  std::int64_t out_features() const noexcept;
+  // Input width once fixed (given, set by set_weights, or by the first call).
+  std::optional<std::int64_t> in_features() const;
+
+  // node_features [N, F], graph with N nodes → values [N, H·C] or [N, C]; weights [E', H]
+  // (the coefficient of each edge used, PyG's order: given edges without self-loops, then one
+  // self-loop per node; or the given edges when add_self_loops is false) with their [E', 2]
+  // list in metadata["edges"].
+  AttentionOutput compute(const MatrixRef& node_features, const GraphStructure& graph, bool need_weights = true) const;
+  // The checks compute makes before any work (batches run them on every item first).
+  void validate(const MatrixRef& node_features, const GraphStructure& graph, bool need_weights = true) const;
+
+  // Fixes in_features (Glorot weights from the seed) if it is not fixed yet; throws
+  // DimensionMismatch when it already is, to another value.
+  void initialize(std::int64_t in_features) const;
+
+  // Empty before the weights exist (lazy layer not yet called).
+  GraphWeights get_weights() const;
+  // Replaces the given parameters (all or some); a layer without weights yet must be given
+  // the input projection(s), which fix in_features. Throws (leaving the layer unchanged) on
+  // an unknown name or a wrong shape.
+  void set_weights(const GraphWeights& weights);
+
+  struct Parameters;  // the weights in kernel-ready form (graph.cpp)
+
+ private:
+  std::shared_ptr<const Parameters> parameters(std::int64_t in_features) const;
+  std::shared_ptr<const Parameters> snapshot() const;
+
+  AttentionConfig config_;
+  GraphAttentionOptions options_;
+  mutable std::mutex mutex_;  // guards params_ (lazy initialisation and set_weights)
+  mutable std::shared_ptr<const Parameters> params_;
+};
+
+}  // namespace ruvector

@@ -1,5 +1,97 @@
-// multi_head attention (SPEC §4). Placeholder until its issue lands.
+// Multi-head attention as torch.nn.MultiheadAttention (SPEC §4):
+//   Q = query·Wqᵀ + bq,  K = key·Wkᵀ + bk,  V = value·Wvᵀ + bv
+//   head_h = softmax(scale · Q_h·K_hᵀ + mask) · V_h        (Q_h: columns h·d .. (h+1)·d, d = E/H)
+//   out = concat(head_0 .. head_{H-1})·Woᵀ + bo
+// The weights use torch's state_dict names and shapes, so a torch module's weights load as
+// they are. Default weights are identity projections with zero bias (plain split-heads
+// attention). Masks follow this library's convention (true = may attend); a query row that
+// may attend to no key gives zeros in values and weights (torch gives NaN there).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "ruvector/config.hpp"
+#include "ruvector/dot_product.hpp"
 #include "ruvector/types.hpp"
+
+namespace ruvector {
+
+// One named parameter as torch's state_dict holds it: `shape` is torch's ({n} for a bias,
+// {rows, cols} for a matrix); `data` holds the numbers row-major as [rows, cols] ([1, n] for a
+// bias).
+struct Parameter {
+  std::vector<Index> shape;
+  RowMatrixXf data;
+};
+using StateDict = std::map<std::string, Parameter>;
+
+struct MultiHeadOptions {
+  AttentionMask mask;            // [Lq, Lk], shared by every head
+  bool causal = false;           // keep j <= i, top-left aligned (torch's is_causal)
+  bool need_weights = true;      // false: every head streams, no Lq×Lk matrix
+  bool average_weights = true;   // weights [Lq, Lk] (mean over heads) or [H, Lq, Lk]
+  bool training = false;         // dropout acts only then
+};
+
+class MultiHeadAttention {
+ public:
+  // embed_dim defaults to num_heads·head_dim and must be divisible by num_heads; kdim and
+  // vdim (the widths of key and value) default to embed_dim. Throws InvalidConfig naming the
+  // field.
+  explicit MultiHeadAttention(AttentionConfig config = {}, std::optional<Index> embed_dim = std::nullopt,
+                              std::optional<Index> kdim = std::nullopt, std::optional<Index> vdim = std::nullopt);
+  MultiHeadAttention(const MultiHeadAttention& other);
+  MultiHeadAttention& operator=(const MultiHeadAttention& other);
+  ~MultiHeadAttention();
+
+  const AttentionConfig& config() const noexcept { return config_; }
+  Index embed_dim() const noexcept { return embed_dim_; }
+  Index kdim() const noexcept { return kdim_; }
+  Index vdim() const noexcept { return vdim_; }
+  Index num_heads() const noexcept { return config_.num_heads; }
+  Index head_dim() const noexcept { return embed_dim_ / config_.num_heads; }
+  // True when q/k/v projections are packed in one in_proj_weight [3E, E] (kdim == vdim == E),
+  // as torch does.
+  bool packed() const noexcept { return kdim_ == embed_dim_ && vdim_ == embed_dim_; }
+
+  // The parameter names this layer has, with torch's shapes, in state_dict order.
+  std::vector<std::pair<std::string, std::vector<Index>>> weight_shapes() const;
+  // A copy of the weights under torch's state_dict names.
+  StateDict get_weights() const;
+  // Replaces every weight at once. The names must be exactly those of weight_shapes(); an
+  // unknown or missing name or a wrong shape throws InvalidInput naming the key and the
+  // expected shape, and leaves the layer unchanged.
+  void set_weights(const StateDict& weights);
+
+  // query [Lq, E], key [Lk, kdim], value [Lk, vdim] → values [Lq, E], weights [Lq, Lk]
+  // (head average) or [H, Lq, Lk] (stored as [H·Lq, Lk]).
+  AttentionOutput compute(const MatrixRef& query, const MatrixRef& key, const MatrixRef& value,
+                          const MultiHeadOptions& options = {}) const;
+
+  // The checks compute makes before any work, on their own (batches run them on every item
+  // before starting the first).
+  void validate(const MatrixRef& query, const MatrixRef& key, const MatrixRef& value,
+                const MultiHeadOptions& options = {}) const;
+
+ private:
+  struct Weights;
+  std::shared_ptr<const Weights> weights() const;
+
+  AttentionConfig config_;
+  Index embed_dim_ = 0, kdim_ = 0, vdim_ = 0;
+  // Replaced whole by set_weights; compute works on the snapshot it copied under the mutex,
+  // so a concurrent set_weights never changes a running call's numbers.
+  mutable std::mutex weights_mutex_;
+  std::shared_ptr<const Weights> weights_;
+  mutable std::atomic<std::uint64_t> calls_{0};  // dropout streams: replayable per object
+};
+
+}  // namespace ruvector

@@ -17,7 +17,9 @@ void init_threads_from_env();
 // Runs fn(i) for i in [0, n) on up to `max_workers` threads (0 = all) and returns when all
 // are done. The calling thread takes part and helpers are pool tasks, so a call made from
 // inside a pool task (a batch inside an async call) only borrows idle workers: the busy
-// threads never outnumber the pool. The first exception thrown by fn is rethrown here.
+// threads never outnumber the pool. A cap (max_workers > 0) also binds every parallel_for
+// nested inside fn: the whole region keeps at most max_workers threads busy. The first
+// exception thrown by fn is rethrown here.
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn,
                   std::size_t max_workers = 0);
 

@@ -1,12 +1,345 @@
-// GAT/GATv2 kernels, written once on `Vec` (see kernels_impl.hpp, which includes this file at
-// its end inside the same per-ISA namespace rules). Filled in by the graph attention issue.
+// GAT/GATv2 kernels, written once on `Vec` (kernels_impl.hpp includes this file at its end,
+// inside each per-ISA translation unit; everything here lives in RUVECTOR_ISA_NS).
+//
+// One target node at a time: score its incoming edges into a small [edges × H] buffer,
+// softmax each head over them, then gather the source rows once more to aggregate. Memory is
+// that buffer plus one row of accumulators per task: never an E·H·C temporary.
 #include "graph_kernels.hpp"
+
+// Prefetch helpers must be inlined: GCC finds a function whose only effect is a prefetch
+// "const" and deletes the calls to it.
+#if defined(__GNUC__) || defined(__clang__)
+#define RUVECTOR_GAT_INLINE inline __attribute__((always_inline))
+#else
+#define RUVECTOR_GAT_INLINE inline
+#endif
+
+#ifndef RUVECTOR_GAT_AHEAD
+#define RUVECTOR_GAT_AHEAD 4
+#endif
+#ifndef RUVECTOR_GAT_LOCALITY
+#define RUVECTOR_GAT_LOCALITY 2
+#endif
 
 namespace ruvector::simd {
 namespace RUVECTOR_ISA_NS {
+namespace {
+
+// Gathers of source rows miss the cache (random graphs): rows are requested this many edges
+// ahead in the CSR order, across target boundaries, into L2 (more misses in flight than L1).
+constexpr std::int64_t kRowsAhead = RUVECTOR_GAT_AHEAD;
+constexpr std::int64_t kScoresAhead = 16;  // GAT: the small per-node score rows
+
+RUVECTOR_GAT_INLINE void prefetch_lines(const float* first, std::size_t n) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* p = reinterpret_cast<const char*>(first);
+  const char* end = reinterpret_cast<const char*>(first + n);
+  for (; p < end; p += 64) __builtin_prefetch(p, 0, RUVECTOR_GAT_LOCALITY);
+  __builtin_prefetch(end - 1, 0, RUVECTOR_GAT_LOCALITY);
+#else
+  (void)first;
+  (void)n;
+#endif
+}
+
+// Requests row source[pos + ahead] of `base` when that edge is in this task's range.
+RUVECTOR_GAT_INLINE void prefetch_ahead(const GatParams& p, std::int64_t pos, std::int64_t ahead, std::int64_t end,
+                           const float* base, std::size_t ld, std::size_t n) noexcept {
+  if (pos >= 0 && pos + ahead < end) prefetch_lines(base + static_cast<std::size_t>(p.source[pos + ahead]) * ld, n);
+}
+
+inline float leaky_relu(float x, float slope) noexcept { return x > 0.0f ? x : x * slope; }
+
+inline reg leaky_relu_vec(reg x, reg slope) noexcept {
+  return Vec::where_gt(x, Vec::zero(), Vec::mul(x, slope), x);  // x > 0 ? x : slope·x
+}
+
+std::size_t gcd_size(std::size_t a, std::size_t b) noexcept {
+  while (b != 0) {
+    const std::size_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept {
+  if (row_begin >= row_end) return true;
+  const std::size_t H = t.heads, C = t.channels, HC = H * C;
+  GemmParams g;
+  g.a = t.x + row_begin * t.ld_x;
+  g.lda = t.ld_x;
+  g.b = t.weight;
+  g.ldb = t.in_features;
+  g.b_transposed = true;
+  g.c = t.out + row_begin * t.ld_out;
+  g.ldc = t.ld_out;
+  g.bias = t.bias;
+  g.m = row_end - row_begin;
+  g.n = HC;
+  g.k = t.in_features;
+  if (!gemm_kernel(g, Parallel{})) return false;
+  if (t.att_src == nullptr) return true;
+  for (std::size_t i = row_begin; i < row_end; ++i) {
+    const float* row = t.out + i * t.ld_out;
+    for (std::size_t h = 0; h < H; ++h) {
+      t.alpha_src[i * H + h] = dot_kernel(row + h * C, t.att_src + h * C, C);
+      t.alpha_dst[i * H + h] = dot_kernel(row + h * C, t.att_dst + h * C, C);
+    }
+  }
+  return true;
+}
+
+// Per-task scratch: scores of one target's edges, accumulators and small per-head rows.
+struct GatScratch {
+  float* scores;    // [max_edges × H]
+  float* acc;       // [H·C] (padded)
+  float* row;       // [H·C]: an expanded coefficient row (GAT) or projected edge features (v2)
+  float* terms;     // [H·C]: v2 per-channel terms when C is not a multiple of the width
+  float* pattern;   // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
+  float* x_dst;     // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
+  std::size_t first_target;
+  float* head_max;  // [H]
+  float* head_inv;  // [H]
+  std::size_t period;  // lcm(H, W)
+};
+
+// x[k·H + h] = f(x[k·H + h], pattern[h]) over n·H values with vectors: the head of each lane
+// repeats with period lcm(H, W), so vector t uses pattern[(t·W) mod period].
+template <class VecOp, class ScalarOp>
+void per_head_pass(float* x, std::size_t total, const float* pattern, std::size_t period, VecOp vop,
+                   ScalarOp sop) noexcept {
+  std::size_t t = 0, phase = 0;
+  for (; t + W <= total; t += W) {
+    Vec::store(x + t, vop(Vec::load(x + t), Vec::load(pattern + phase)));
+    phase += W;
+    if (phase == period) phase = 0;
+  }
+  for (; t < total; ++t) x[t] = sop(x[t], pattern[t % period]);
+}
+
+// Softmax of each head (column) of s[n × H] in place, as PyG: exp(s − max) / (Σ + 1e-16).
+void softmax_heads(float* s, std::size_t n, std::size_t heads, GatScratch& w) noexcept {
+  for (std::size_t h = 0; h < heads; ++h) w.head_max[h] = s[h];
+  for (std::size_t k = 1; k < n; ++k)
+    for (std::size_t h = 0; h < heads; ++h) {
+      const float v = s[k * heads + h];
+      if (v > w.head_max[h] || v != v) w.head_max[h] = v;  // NaN wins, as torch's max
+    }
+  for (std::size_t t = 0; t < w.period; ++t) w.pattern[t] = w.head_max[t % heads];
+  per_head_pass(
+      s, n * heads, w.pattern, w.period, [](reg x, reg m) { return Vec::exp(Vec::sub(x, m)); },
+      [](float x, float m) { return scalar_exp(x - m); });
+  for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] = 0.0f;
+  for (std::size_t k = 0; k < n; ++k)
+    for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] += s[k * heads + h];
+  for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] = 1.0f / (w.head_inv[h] + 1e-16f);
+  for (std::size_t t = 0; t < w.period; ++t) w.pattern[t] = w.head_inv[t % heads];
+  per_head_pass(
+      s, n * heads, w.pattern, w.period, [](reg x, reg inv) { return Vec::mul(x, inv); },
+      [](float x, float inv) { return x * inv; });
+}
+
+// The source row and edge-feature row of the k-th edge of target i.
+struct EdgeRef {
+  std::int64_t source;
+  std::int64_t feature_row;  // row in edge_features / edge_alpha, or -1: the added self-loop
+  std::int64_t pos;          // CSR position of an ordinary edge, else -1
+};
+
+template <class Fn>
+inline void for_each_edge(const GatParams& p, std::size_t i, Fn fn) noexcept {
+  std::size_t k = 0;
+  for (std::int64_t e = p.indptr[i]; e < p.indptr[i + 1]; ++e) fn(k++, EdgeRef{p.source[e], p.edge_id[e], e});
+  if (p.loop_indptr)
+    for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e)
+      fn(k++, EdgeRef{static_cast<std::int64_t>(i), p.loop_edge_id[e], -1});
+  if (p.add_self_loops) fn(k++, EdgeRef{static_cast<std::int64_t>(i), -1, -1});
+}
+
+std::size_t edges_of(const GatParams& p, std::size_t i) noexcept {
+  std::size_t n = static_cast<std::size_t>(p.indptr[i + 1] - p.indptr[i]);
+  if (p.loop_indptr) n += static_cast<std::size_t>(p.loop_indptr[i + 1] - p.loop_indptr[i]);
+  return n + (p.add_self_loops ? 1 : 0);
+}
+
+// GAT: e = LeakyReLU(α_src[j] + α_dst[i] (+ α_edge)), per head.
+void score_gat(const GatParams& p, std::size_t i, float* s, std::int64_t end) noexcept {
+  const std::size_t H = p.heads;
+  const float* ad = p.alpha_dst + i * H;
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    prefetch_ahead(p, e.pos, kScoresAhead, end, p.alpha_src, H, H);
+    const float* as = p.alpha_src + static_cast<std::size_t>(e.source) * H;
+    const float* ae = nullptr;
+    if (p.edge_alpha)
+      ae = e.feature_row >= 0 ? p.edge_alpha + static_cast<std::size_t>(e.feature_row) * H : p.loop_alpha + i * H;
+    float* sk = s + k * H;
+    for (std::size_t h = 0; h < H; ++h) {
+      float v = as[h] + ad[h];
+      if (ae) v += ae[h];
+      sk[h] = leaky_relu(v, p.negative_slope);
+    }
+  });
+}
+
+// GATv2: e = att·LeakyReLU(x_l[j] + x_r[i] (+ W_e f)), per head.
+void score_gatv2(const GatParams& p, std::size_t i, float* s, GatScratch& w, std::int64_t end) noexcept {
+  const std::size_t H = p.heads, C = p.channels, HC = H * C;
+  const float* xr = w.x_dst + (i - w.first_target) * HC;
+  const reg vslope = Vec::broadcast(p.negative_slope);
+  const bool whole_vectors = C % W == 0;
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);
+    const float* xl = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
+    const float* proj = nullptr;
+    if (p.edge_features) {
+      const float* f = e.feature_row >= 0 ? p.edge_features + static_cast<std::size_t>(e.feature_row) * p.ld_ef
+                                          : p.loop_features + i * p.edge_dim;
+      std::memset(w.row, 0, HC * sizeof(float));
+      for (std::size_t d = 0; d < p.edge_dim; ++d) axpy_kernel(f[d], p.edge_proj + d * HC, w.row, HC);
+      proj = w.row;
+    }
+    float* sk = s + k * H;
+    if (whole_vectors) {
+      for (std::size_t h = 0; h < H; ++h) {
+        reg acc = Vec::zero();
+        for (std::size_t c = h * C; c < (h + 1) * C; c += W) {
+          reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
+          if (proj) t = Vec::add(t, Vec::load(proj + c));
+          acc = Vec::fma(leaky_relu_vec(t, vslope), Vec::load(p.att + c), acc);
+        }
+        sk[h] = Vec::hsum(acc);
+      }
+    } else {
+      std::size_t c = 0;
+      for (; c + W <= HC; c += W) {
+        reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
+        if (proj) t = Vec::add(t, Vec::load(proj + c));
+        Vec::store(w.terms + c, Vec::mul(leaky_relu_vec(t, vslope), Vec::load(p.att + c)));
+      }
+      for (; c < HC; ++c) {
+        float t = xr[c] + xl[c];
+        if (proj) t += proj[c];
+        w.terms[c] = leaky_relu(t, p.negative_slope) * p.att[c];
+      }
+      for (std::size_t h = 0; h < H; ++h) {
+        float v = 0.0f;
+        for (std::size_t cc = h * C; cc < (h + 1) * C; ++cc) v += w.terms[cc];
+        sk[h] = v;
+      }
+    }
+  });
+}
+
+// acc[H·C] = Σ_k α[k, h] · x_src[source_k, h·C:(h+1)·C]
+void aggregate(const GatParams& p, std::size_t i, const float* s, GatScratch& w, std::int64_t end) noexcept {
+  const std::size_t H = p.heads, C = p.channels, HC = H * C;
+  std::memset(w.acc, 0, HC * sizeof(float));
+  const bool whole_vectors = C % W == 0;
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    if (!p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);  // v2: scoring read them
+    const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
+    const float* a = s + k * H;
+    if (whole_vectors) {
+      for (std::size_t h = 0; h < H; ++h) {
+        const reg va = Vec::broadcast(a[h]);
+        for (std::size_t c = h * C; c < (h + 1) * C; c += W)
+          Vec::store(w.acc + c, Vec::fma(va, Vec::load(xj + c), Vec::load(w.acc + c)));
+      }
+    } else {
+      for (std::size_t h = 0; h < H; ++h)
+        for (std::size_t c = h * C; c < (h + 1) * C; ++c) w.row[c] = a[h];
+      std::size_t c = 0;
+      for (; c + W <= HC; c += W)
+        Vec::store(w.acc + c, Vec::fma(Vec::load(w.row + c), Vec::load(xj + c), Vec::load(w.acc + c)));
+      for (; c < HC; ++c) w.acc[c] += w.row[c] * xj[c];
+    }
+  });
+}
+
+void write_output(const GatParams& p, std::size_t i, const GatScratch& w) noexcept {
+  const std::size_t H = p.heads, C = p.channels;
+  float* out = p.out + i * p.ldo;
+  if (p.concat) {
+    for (std::size_t c = 0; c < H * C; ++c) out[c] = p.bias ? w.acc[c] + p.bias[c] : w.acc[c];
+    return;
+  }
+  const float inv_heads = 1.0f / static_cast<float>(H);
+  for (std::size_t c = 0; c < C; ++c) {
+    float v = 0.0f;
+    for (std::size_t h = 0; h < H; ++h) v += w.acc[h * C + c];
+    v *= inv_heads;
+    out[c] = p.bias ? v + p.bias[c] : v;
+  }
+}
+
+void write_weights(const GatParams& p, std::size_t i, const float* s) noexcept {
+  const std::size_t H = p.heads;
+  auto put = [&](std::size_t row, std::size_t k) { std::memcpy(p.weights + row * H, s + k * H, H * sizeof(float)); };
+  std::size_t k = 0;
+  for (std::int64_t e = p.indptr[i]; e < p.indptr[i + 1]; ++e)
+    put(static_cast<std::size_t>(p.out_row ? p.out_row[e] : p.edge_id[e]), k++);
+  if (p.loop_indptr)
+    for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e)
+      put(static_cast<std::size_t>(p.loop_edge_id[e]), k++);
+  if (p.add_self_loops) put(p.loop_row0 + i, k);
+}
+
+bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end) noexcept {
+  if (node_begin >= node_end) return true;
+  const std::size_t H = p.heads, HC = p.heads * p.channels;
+  std::size_t max_edges = 1;
+  for (std::size_t i = node_begin; i < node_end; ++i) max_edges = std::max(max_edges, edges_of(p, i));
+  const std::size_t period = H / gcd_size(H, W) * W;
+  const std::size_t padded = (HC + W - 1) / W * W;
+  const std::size_t targets = p.v2 ? node_end - node_begin : 0;
+  const std::size_t size = max_edges * H + 3 * padded + period + 2 * H + targets * HC;
+  Scratch<float> buf(size);
+  if (!buf.ok(size)) return false;
+  GatScratch w;
+  w.scores = buf.ptr;
+  w.acc = w.scores + max_edges * H;
+  w.row = w.acc + padded;
+  w.terms = w.row + padded;
+  w.pattern = w.terms + padded;
+  w.head_max = w.pattern + period;
+  w.head_inv = w.head_max + H;
+  w.x_dst = w.head_inv + H;
+  w.first_target = node_begin;
+  w.period = period;
+  if (p.v2) {  // this task's target rows, while they are needed: L2-sized, never [N, H·C]
+    GatTransform t;
+    t.x = p.x + node_begin * p.ld_x;
+    t.ld_x = p.ld_x;
+    t.weight = p.w_dst;
+    t.bias = p.b_dst;
+    t.in_features = p.in_features;
+    t.heads = H;
+    t.channels = p.channels;
+    t.out = w.x_dst;
+    t.ld_out = HC;
+    if (!transform_kernel(t, 0, targets)) return false;
+  }
+  const std::int64_t end = p.indptr[node_end];
+
+  for (std::size_t i = node_begin; i < node_end; ++i) {
+    const std::size_t n = edges_of(p, i);
+    if (p.v2)
+      score_gatv2(p, i, w.scores, w, end);
+    else
+      score_gat(p, i, w.scores, end);
+    if (n > 0) softmax_heads(w.scores, n, H, w);
+    aggregate(p, i, w.scores, w, end);
+    write_output(p, i, w);
+    if (p.weights) write_weights(p, i, w.scores);
+  }
+  return true;
+}
+
+}  // namespace
 
 const GraphKernelTable& graph_table() noexcept {
-  static const GraphKernelTable t{RUVECTOR_ISA_NAME};
+  static const GraphKernelTable t{RUVECTOR_ISA_NAME, &transform_kernel, &gat_kernel};
   return t;
 }
 

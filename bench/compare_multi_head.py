@@ -1,0 +1,90 @@
+"""Rows of bench/compare.py for MultiHeadAttention (issue 4): ruvector vs torch.nn.MultiheadAttention.
+
+Same weights (copied from torch's state_dict), same inputs, eval mode under no_grad, the two
+run alternately; torch uses as many threads as ruvector's pool. Self-attention (query is key is
+value, torch's usual case and its fast path without weights) and cross-attention (separate
+query and memory arrays).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from harness import Row, time_alternating
+
+import ruvector as rv
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(rv.get_num_threads())
+    return torch
+
+
+def _flops(lq: int, lk: int, e: int, cross: bool) -> float:
+    projections = 2.0 * e * e * (lq + 2 * lk + lq)  # q, k, v in, out
+    return projections + 4.0 * lq * lk * e
+
+
+def run(quick: bool = False) -> list[Row]:
+    repeats = 3 if quick else 9
+    e, heads, length = 512, 8, 1000
+    rng = np.random.default_rng(4)
+    torch = _torch()
+    mha = rv.MultiHeadAttention({"num_heads": heads}, embed_dim=e)
+    module = None
+    if torch is not None:
+        torch.manual_seed(0)
+        module = torch.nn.MultiheadAttention(e, heads, batch_first=True).eval()
+        with torch.no_grad():
+            for p in module.parameters():
+                p.copy_(torch.randn_like(p) / np.sqrt(p.shape[-1]))
+        mha.set_weights({k: v.numpy() for k, v in module.state_dict().items()})
+    else:
+        w = mha.get_weights()
+        mha.set_weights({k: rng.standard_normal(a.shape, dtype=np.float32) / np.sqrt(a.shape[-1]) for k, a in w.items()})
+
+    x = rng.standard_normal((length, e), dtype=np.float32)
+    memory = rng.standard_normal((length, e), dtype=np.float32)
+    rows: list[Row] = []
+    for cross in (False, True):
+        kv = memory if cross else x
+        for weights in (True, False):
+            cands = {"ruvector": lambda kv=kv, weights=weights: mha.compute(x, kv, kv, need_weights=weights)}
+            if module is not None:
+                tx, tkv = torch.from_numpy(x)[None], torch.from_numpy(kv)[None]
+
+                def torch_fn(tx=tx, tkv=tkv, weights=weights):
+                    with torch.no_grad():
+                        return module(tx, tkv, tkv, need_weights=weights)
+
+                cands["torch"] = torch_fn
+                # same numbers before timing them
+                ours = mha.compute(x, kv, kv, need_weights=weights)
+                theirs = torch_fn()
+                np.testing.assert_allclose(ours.values, theirs[0][0].numpy(), rtol=1e-3, atol=1e-4)
+            t = time_alternating(cands, repeats=repeats)
+            flops = _flops(length, length, e, cross)
+            case = f"E={e} H={heads} L={length} {'cross' if cross else 'self'}-attn, " + (
+                "weights" if weights else "no weights"
+            )
+            rows.append(
+                Row(
+                    "multi_head",
+                    case,
+                    t["ruvector"] * 1e3,
+                    "torch nn.MultiheadAttention" if module is not None else "",
+                    t["torch"] * 1e3 if module is not None else None,
+                    {"GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}"},
+                )
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
+        print(f"{row.case}: ruvector {row.ruvector_ms:.1f} ms, torch {row.peer_ms or float('nan'):.1f} ms, "
+              f"ratio {ratio}, {row.extra}")
