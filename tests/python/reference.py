@@ -12,7 +12,11 @@ def softmax_rows(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     row_max = np.where(np.isfinite(row_max), row_max, 0.0)
     e = np.where(allowed, np.exp(s - row_max), 0.0)
     total = e.sum(axis=-1, keepdims=True)
-    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    weights = np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    # NaN scores propagate through the whole row, as IEEE arithmetic (and NumPy/PyTorch) do
+    nan_rows = np.isnan(np.where(allowed, scores, 0.0)).any(axis=-1)
+    weights[nan_rows] = np.nan
+    return weights
 
 
 def dot_product_attention(q, k, v, *, scale=None, mask=None, causal=False):

@@ -124,12 +124,19 @@ def test_outputs_own_their_memory(rng):
     assert not np.allclose(again.values, 1.0)
 
 
-def test_nan_propagates(backend, rng):
-    q, k, v = randn(rng, 4, 8), randn(rng, 40, 8), randn(rng, 40, 8)
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("lk", [5, 40, 300])
+def test_nan_propagates(backend, rng, need_weights, causal, lk):
+    q, k, v = randn(rng, 4, 8), randn(rng, lk, 8), randn(rng, lk, 8)
     q[1, 3] = np.nan
-    out = rv.DotProductAttention().compute(q, k, v)
+    out = rv.DotProductAttention().compute(q, k, v, causal=causal, need_weights=need_weights)
     assert np.all(np.isnan(out.values[1]))
     assert np.all(np.isfinite(np.delete(out.values, 1, axis=0)))
+    if need_weights:
+        assert np.all(np.isnan(out.weights[1, : 2 if causal else lk]))
+    ref_v, _ = dot_product_attention(q, k, v, causal=causal)
+    np.testing.assert_allclose(out.values, ref_v, rtol=2e-5, atol=2e-5)
 
 
 def test_empty_inputs(backend, rng):

@@ -83,7 +83,10 @@ struct Vec {
   static reg exp(reg x) noexcept {
     using ireg = xsimd::batch<std::int32_t, arch>;
     const reg hi(88.3762626647949f), lo(-87.3365447505531f);
-    reg xc = xsimd::min(xsimd::max(x, lo), hi);
+    const auto below = x < lo;
+    // Lanes below lo (masked scores, -inf) are replaced by 0 at the end; computing them at
+    // xc = 0 instead of lo keeps p·2^n normal: a subnormal product costs ~100 cycles per lane.
+    reg xc = xsimd::select(below, reg(0.0f), xsimd::min(xsimd::max(x, lo), hi));
     reg n = xsimd::nearbyint(xc * reg(1.44269504088896341f));
     reg r = xsimd::fma(n, reg(-0.693359375f), xc);
     r = xsimd::fma(n, reg(2.12194440e-4f), r);
@@ -100,7 +103,7 @@ struct Vec {
 #else
     reg y = p * xsimd::bitwise_cast<reg>(e);  // xsimd 8.1 takes the batch type
 #endif
-    y = xsimd::select(x < lo, reg(0.0f), y);
+    y = xsimd::select(below, reg(0.0f), y);
     y = xsimd::select(x > hi, reg(std::numeric_limits<float>::infinity()), y);
     return xsimd::select(xsimd::isnan(x), x, y);
   }
@@ -153,6 +156,14 @@ float max_kernel(const float* x, std::size_t n) noexcept {
   return r;
 }
 
+// max_kernel skips NaN (comparisons with NaN are false): a row it finds all -inf may still
+// hold NaN scores, which must propagate (as in NumPy) rather than read as "nothing allowed".
+bool has_nan(const float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (x[i] != x[i]) return true;
+  return false;
+}
+
 float scalar_exp(float x) noexcept {
 #ifdef RUVECTOR_SCALAR
   return std::exp(x);
@@ -202,8 +213,9 @@ float exp_scale_shift_sum(float* x, std::size_t n, float scale, float shift) noe
 void softmax_kernel(float* x, std::size_t n) noexcept {
   if (n == 0) return;
   const float m = max_kernel(x, n);
-  if (m == kNegInf) {  // nothing to attend to: zeros, never NaN
-    std::memset(x, 0, n * sizeof(float));
+  if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
+    const bool nan = has_nan(x, n);
+    for (std::size_t i = 0; i < n; ++i) x[i] = nan && x[i] != kNegInf ? x[i] : 0.0f;
     return;
   }
   const float s = exp_shift_sum_kernel(x, n, m);
@@ -491,6 +503,7 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
         score_row(p, q0 + r, k0, row, kb);
         m_new = std::max(m, max_kernel(row, kb));
         if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
+          if (has_nan(row, kb)) l = std::numeric_limits<float>::quiet_NaN();
           std::memset(row, 0, kb * sizeof(float));
           continue;
         }
@@ -527,8 +540,9 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
     if (full_scoring) {
       score_row(p, q0 + r, 0, row, kend);
       m = max_kernel(row, kend);
-      if (m == kNegInf) {  // nothing to attend to: zeros, never NaN
-        std::memset(row, 0, kend * sizeof(float));
+      if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
+        const bool nan = has_nan(row, kend);
+        for (std::size_t j = 0; j < kend; ++j) row[j] = nan && row[j] != kNegInf ? row[j] : 0.0f;
         continue;
       }
       sum = exp_shift_sum_kernel(row, kend, m);
