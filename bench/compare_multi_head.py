@@ -9,9 +9,9 @@ query and memory arrays).
 from __future__ import annotations
 
 import numpy as np
-from harness import Row, time_alternating
 
 import ruvector as rv
+from harness import Row, time_alternating
 
 
 def _torch():
@@ -23,7 +23,7 @@ def _torch():
     return torch
 
 
-def _flops(lq: int, lk: int, e: int, cross: bool) -> float:
+def _flops(lq: int, lk: int, e: int) -> float:
     projections = 2.0 * e * e * (lq + 2 * lk + lq)  # q, k, v in, out
     return projections + 4.0 * lq * lk * e
 
@@ -44,7 +44,9 @@ def run(quick: bool = False) -> list[Row]:
         mha.set_weights({k: v.numpy() for k, v in module.state_dict().items()})
     else:
         w = mha.get_weights()
-        mha.set_weights({k: rng.standard_normal(a.shape, dtype=np.float32) / np.sqrt(a.shape[-1]) for k, a in w.items()})
+        mha.set_weights(
+            {k: rng.standard_normal(a.shape, dtype=np.float32) / np.sqrt(a.shape[-1]) for k, a in w.items()}
+        )
 
     x = rng.standard_normal((length, e), dtype=np.float32)
     memory = rng.standard_normal((length, e), dtype=np.float32)
@@ -66,7 +68,7 @@ def run(quick: bool = False) -> list[Row]:
                 theirs = torch_fn()
                 np.testing.assert_allclose(ours.values, theirs[0][0].numpy(), rtol=1e-3, atol=1e-4)
             t = time_alternating(cands, repeats=repeats)
-            flops = _flops(length, length, e, cross)
+            flops = _flops(length, length, e)
             case = f"E={e} H={heads} L={length} {'cross' if cross else 'self'}-attn, " + (
                 "weights" if weights else "no weights"
             )
@@ -86,5 +88,7 @@ def run(quick: bool = False) -> list[Row]:
 if __name__ == "__main__":
     for row in run():
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-        print(f"{row.case}: ruvector {row.ruvector_ms:.1f} ms, torch {row.peer_ms or float('nan'):.1f} ms, "
-              f"ratio {ratio}, {row.extra}")
+        print(
+            f"{row.case}: ruvector {row.ruvector_ms:.1f} ms, torch {row.peer_ms or float('nan'):.1f} ms, "
+            f"ratio {ratio}, {row.extra}"
+        )

@@ -15,11 +15,13 @@
 #include "ruvector/thread_pool.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #define RUVECTOR_HAS_COMPLETION_CHANNEL 1
 #endif
 
@@ -201,32 +203,52 @@ void hand_over(AsyncCall& call) {
 }
 
 // Hands finished calls back to one event loop without the GIL: the worker queues the call and
-// writes one byte to a socket the loop watches (only when the queue was empty, so a burst of
-// completions wakes the loop once); the loop's reader drains the queue on its own thread,
-// converts the outputs and resolves the futures. Workers never wait for the GIL (which the
-// loop's thread may hold for a while), and never run Python (nor race its finalisation).
+// writes one byte to a socket pair whose read end the loop watches (only when the queue was
+// empty, so a burst of completions wakes the loop once); the loop's reader, drain(), empties
+// the queue on the loop's thread, converts the outputs and resolves the futures. Workers never
+// wait for the GIL (which the loop's thread may hold for a while), and never run Python (nor
+// race its finalisation).
 class CompletionChannel {
  public:
-  explicit CompletionChannel(int fd) {
+  CompletionChannel() {
 #if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
-    fd_ = ::dup(fd);  // ours: closing the Python socket cannot hand its number to another file
-    if (fd_ < 0) throw InvalidInput("completion channel: not a valid file descriptor");
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
+      throw ComputationError(std::string("cannot create the async completion socket pair: ") + std::strerror(errno));
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    for (int fd : fds) {
+      ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+      ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
 #if defined(SO_NOSIGPIPE)
-    const int on = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
+      const int on = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
 #endif
+    }
 #else
-    (void)fd;
-    throw InvalidInput("completion channels need POSIX sockets; use the callback path");
+    throw ComputationError("async completion channels need POSIX sockets; use the callback path");
 #endif
   }
   ~CompletionChannel() {
+    close_reader();
 #if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
-    if (fd_ >= 0) ::close(fd_);
+    if (write_fd_ >= 0) ::close(write_fd_);
 #endif
   }
   CompletionChannel(const CompletionChannel&) = delete;
   CompletionChannel& operator=(const CompletionChannel&) = delete;
+
+  // The descriptor the event loop watches.
+  int fileno() const { return read_fd_; }
+
+  // When the loop is gone. The write end stays open while calls in flight may write to it
+  // (until the last of them lets go of the channel), so its number is never reused meanwhile.
+  void close_reader() {
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+    if (read_fd_ >= 0) ::close(read_fd_);
+#endif
+    read_fd_ = -1;
+  }
 
   // On a pool worker, without the GIL. Takes the worker's reference to the call.
   void push(std::shared_ptr<AsyncCall>&& call) noexcept {
@@ -240,8 +262,14 @@ class CompletionChannel {
     if (wake) signal();
   }
 
-  // On the event loop's thread, GIL held, after the loop read the socket's bytes.
+  // The loop's reader callback: on its thread, GIL held.
   void drain() {
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+    char bytes[256];
+    if (read_fd_ >= 0)
+      while (::recv(read_fd_, bytes, sizeof(bytes), 0) == static_cast<ssize_t>(sizeof(bytes))) {
+      }
+#endif
     std::vector<std::shared_ptr<AsyncCall>> done;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -260,9 +288,9 @@ class CompletionChannel {
     const char byte = 1;
     for (;;) {
 #if defined(MSG_NOSIGNAL)
-      const auto n = ::send(fd_, &byte, 1, MSG_NOSIGNAL);
+      const auto n = ::send(write_fd_, &byte, 1, MSG_NOSIGNAL);
 #else
-      const auto n = ::send(fd_, &byte, 1, 0);
+      const auto n = ::send(write_fd_, &byte, 1, 0);
 #endif
       // EAGAIN: the socket is full of wake-ups the loop has not read yet, so it will wake.
       // Anything else (the loop's end is gone) leaves nobody to wake.
@@ -288,7 +316,8 @@ class CompletionChannel {
   std::mutex mutex_;
   std::vector<std::shared_ptr<AsyncCall>> done_;
   bool signaled_ = false;
-  int fd_ = -1;
+  int read_fd_ = -1;
+  int write_fd_ = -1;
 };
 
 // Runs on a pool worker: computes, then hands the call back (through its channel, or with
@@ -385,9 +414,10 @@ void register_batch(py::module_& m) {
 
   py::class_<CompletionChannel, std::shared_ptr<CompletionChannel>>(
       m, "_CompletionChannel",
-      "Hands finished async calls back to one event loop (internal): workers write a byte to "
-      "the socket `fd` (duplicated) and the loop, reading the other end, calls drain().")
-      .def(py::init<int>(), py::arg("fd"))
+      "Hands finished async calls back to one event loop (internal): the loop watches "
+      "fileno() and calls drain() when it is readable; workers write to it without the GIL.")
+      .def(py::init<>())
+      .def("fileno", &CompletionChannel::fileno)
       .def(
           "submit",
           [](const std::shared_ptr<CompletionChannel>& self, const py::sequence& handles, std::size_t max_workers,
@@ -400,7 +430,8 @@ void register_batch(py::module_& m) {
           py::arg("jobs"), py::arg("max_workers"), py::arg("future"),
           "Runs prepared jobs on the pool; drain() later resolves `future` with their outputs.")
       .def("drain", &CompletionChannel::drain,
-           "Resolves the futures of the calls finished so far (on the loop's thread).");
+           "Resolves the futures of the calls finished so far (on the loop's thread).")
+      .def("close_reader", &CompletionChannel::close_reader, "Closes the watched end (the loop is gone).");
 
   // Closes the hand-over gate before the interpreter finalises (see DeliveryGate).
   py::module_::import("atexit").attr("register")(py::cpp_function([] {

@@ -89,10 +89,9 @@ void register_multi_head(py::module_& m) {
   py::class_<MultiHeadAttention>(m, "MultiHeadAttention",
                                  "torch.nn.MultiheadAttention's layer: in-projections, per-head fused attention, "
                                  "out-projection; weights under torch's state_dict names.")
-      .def(py::init([](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
-                       std::optional<Index> vdim) {
-             return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim);
-           }),
+      .def(py::init(
+               [](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
+                  std::optional<Index> vdim) { return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim); }),
            py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
            py::arg("kdim") = py::none(), py::arg("vdim") = py::none())
       .def_property_readonly("config", &MultiHeadAttention::config)
@@ -103,15 +102,14 @@ void register_multi_head(py::module_& m) {
       .def_property_readonly("head_dim", &MultiHeadAttention::head_dim)
       .def("get_weights", &get_weights, "A copy of the weights: {torch state_dict name: float32 ndarray}.")
       .def(
-          "set_weights",
-          [](MultiHeadAttention& a, py::handle weights) { a.set_weights(to_state_dict(a, weights)); },
+          "set_weights", [](MultiHeadAttention& a, py::handle weights) { a.set_weights(to_state_dict(a, weights)); },
           py::arg("weights"),
           "Replace all weights from {name: array} with torch's names and shapes "
           "(e.g. {k: v.numpy() for k, v in torch_mha.state_dict().items()}).")
       .def(
           "compute",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
-             bool need_weights, bool average_weights, bool training) {
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
+             bool average_weights, bool training) {
             return run_job(*prepare(self, q, k, v, mask, causal, need_weights, average_weights, training));
           },
           py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
@@ -119,8 +117,8 @@ void register_multi_head(py::module_& m) {
           py::arg("training") = false)
       .def(
           "_prepare",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
-             bool need_weights, bool average_weights, bool training) {
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
+             bool average_weights, bool training) {
             return JobHandle{prepare(self, q, k, v, mask, causal, need_weights, average_weights, training)};
           },
           py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import socket
 import sys
 import threading
 import weakref
@@ -39,59 +38,34 @@ def _resolve(fut: asyncio.Future[Any], results: Any, error: BaseException | None
         fut.set_result(results)
 
 
-class _LoopWaker:
-    """The completion channel of one event loop (POSIX selector loops): pool workers queue
-    finished calls and write a byte to ``_wsock`` without taking the GIL; the loop, watching
-    ``_rsock``, drains the queue on its own thread and resolves the futures."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._rsock, self._wsock = socket.socketpair()
-        try:
-            self._rsock.setblocking(False)
-            self._wsock.setblocking(False)
-            self.channel = _native._CompletionChannel(self._wsock.fileno())
-            loop.add_reader(self._rsock.fileno(), self._on_readable)
-        except BaseException:
-            self.close()
-            raise
-        # Close the sockets with the loop (explicitly: no ResourceWarning); the channel keeps
-        # its own duplicate of the write end for calls still in flight.
-        weakref.finalize(loop, _LoopWaker.close, self)
-
-    def _on_readable(self) -> None:
-        try:
-            while self._rsock.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-        self.channel.drain()
-
-    def close(self) -> None:
-        self._rsock.close()
-        self._wsock.close()
+_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_channels_lock = threading.Lock()
 
 
-_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker | None] = weakref.WeakKeyDictionary()
-_wakers_lock = threading.Lock()
-
-
-def _waker_of(loop: asyncio.AbstractEventLoop) -> _LoopWaker | None:
-    """The loop's completion channel, made on first use; None where the loop cannot watch a
+def _channel_of(loop: asyncio.AbstractEventLoop) -> Any:
+    """The loop's completion channel (POSIX selector loops), made on first use: pool workers
+    queue finished calls and write a byte to a socket the loop watches, without the GIL; the
+    loop's reader resolves the futures on its own thread. None where the loop cannot watch a
     socket (e.g. Windows' proactor loop): completions then go through call_soon_threadsafe."""
     try:
-        return _wakers[loop]
+        return _channels[loop]
     except KeyError:
         pass
-    with _wakers_lock:
-        if loop not in _wakers:
-            waker: _LoopWaker | None = None
+    except TypeError:  # a loop type without weak references: no cache, no channel
+        return None
+    with _channels_lock:
+        if loop not in _channels:
+            channel = None
             if hasattr(_native, "_CompletionChannel"):
                 try:
-                    waker = _LoopWaker(loop)
+                    channel = _native._CompletionChannel()
+                    loop.add_reader(channel.fileno(), channel.drain)
                 except (NotImplementedError, OSError, RuVectorError):
-                    waker = None
-            _wakers[loop] = waker
-        return _wakers[loop]
+                    channel = None
+                else:
+                    weakref.finalize(loop, channel.close_reader)
+            _channels[loop] = channel
+        return _channels[loop]
 
 
 def _submit(
@@ -99,9 +73,9 @@ def _submit(
 ) -> tuple[asyncio.Future[list[Any]], Any]:
     """Hands prepared jobs to the pool; returns the future of their outputs and the ticket."""
     fut: asyncio.Future[list[Any]] = loop.create_future()
-    waker = _waker_of(loop)
-    if waker is not None:
-        return fut, waker.channel.submit(jobs, max_workers, fut)
+    channel = _channel_of(loop)
+    if channel is not None:
+        return fut, channel.submit(jobs, max_workers, fut)
 
     def done(results: Any, error: BaseException | None) -> None:  # on a pool thread, GIL held
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody awaits this result

@@ -22,7 +22,9 @@ Md softmax_rows(Md s) {
   return s;
 }
 
-ruvector::Parameter param(std::vector<Index> shape, const RowMatrixXf& m) { return {std::move(shape), m}; }
+ruvector::Parameter param(std::vector<Index> shape, const RowMatrixXf& m) {
+  return {std::move(shape), m};
+}
 
 // Independent float64 reference: projections, per-head softmax attention, out-projection.
 struct Reference {
@@ -48,6 +50,21 @@ struct Reference {
   }
 };
 
+// Random weights (biases too) for H heads, width e, key width kdim, value width vdim.
+Reference random_reference(int heads, Index e, Index kdim, Index vdim) {
+  Reference r;
+  r.wq = Md::Random(e, e);
+  r.wk = Md::Random(e, kdim);
+  r.wv = Md::Random(e, vdim);
+  r.wo = Md::Random(e, e);
+  r.bq = Eigen::RowVectorXd::Random(e);
+  r.bk = Eigen::RowVectorXd::Random(e);
+  r.bv = Eigen::RowVectorXd::Random(e);
+  r.bo = Eigen::RowVectorXd::Random(e);
+  r.heads = heads;
+  return r;
+}
+
 TEST(MultiHead, DefaultIsSplitHeadsAttention) {
   ruvector::AttentionConfig c;
   c.num_heads = 2;
@@ -55,9 +72,9 @@ TEST(MultiHead, DefaultIsSplitHeadsAttention) {
   ruvector::MultiHeadAttention mha(c);
   EXPECT_EQ(mha.embed_dim(), 8);
   const RowMatrixXf q = RowMatrixXf::Random(5, 8), k = RowMatrixXf::Random(7, 8), v = RowMatrixXf::Random(7, 8);
-  Reference ref{Md::Identity(8, 8), Md::Identity(8, 8), Md::Identity(8, 8), Md::Identity(8, 8),
-                Eigen::RowVectorXd::Zero(8), Eigen::RowVectorXd::Zero(8), Eigen::RowVectorXd::Zero(8),
-                Eigen::RowVectorXd::Zero(8), 2, {}, {}};
+  Reference ref = random_reference(2, 8, 8, 8);
+  ref.wq = ref.wk = ref.wv = ref.wo = Md::Identity(8, 8);
+  ref.bq = ref.bk = ref.bv = ref.bo = Eigen::RowVectorXd::Zero(8);
   ref.run(q, k, v);
   const auto out = mha.compute(q, k, v);
   EXPECT_LT((out.values.cast<double>() - ref.values).cwiseAbs().maxCoeff(), 1e-5);
@@ -72,9 +89,7 @@ TEST(MultiHead, SeparateWeightsMatchReference) {
   c.num_heads = 3;
   ruvector::MultiHeadAttention mha(c, 12, 5, 7);
   EXPECT_FALSE(mha.packed());
-  Reference ref{Md::Random(12, 12), Md::Random(12, 5),  Md::Random(12, 7), Md::Random(12, 12),
-                Eigen::RowVectorXd::Random(12), Eigen::RowVectorXd::Random(12), Eigen::RowVectorXd::Random(12),
-                Eigen::RowVectorXd::Random(12), 3, {}, {}};
+  Reference ref = random_reference(3, 12, 5, 7);
   RowMatrixXf in_bias(1, 36);
   in_bias << ref.bq.cast<float>(), ref.bk.cast<float>(), ref.bv.cast<float>();
   ruvector::StateDict d{{"q_proj_weight", param({12, 12}, ref.wq.cast<float>())},
@@ -103,9 +118,7 @@ TEST(MultiHead, PackedSelfAttentionAndPerHeadWeights) {
   ruvector::AttentionConfig c;
   c.num_heads = 4;
   ruvector::MultiHeadAttention mha(c, 16);
-  Reference ref{Md::Random(16, 16), Md::Random(16, 16), Md::Random(16, 16), Md::Random(16, 16),
-                Eigen::RowVectorXd::Random(16), Eigen::RowVectorXd::Random(16), Eigen::RowVectorXd::Random(16),
-                Eigen::RowVectorXd::Random(16), 4, {}, {}};
+  Reference ref = random_reference(4, 16, 16, 16);
   RowMatrixXf in_proj(48, 16), in_bias(1, 48);
   in_proj << ref.wq.cast<float>(), ref.wk.cast<float>(), ref.wv.cast<float>();
   in_bias << ref.bq.cast<float>(), ref.bk.cast<float>(), ref.bv.cast<float>();

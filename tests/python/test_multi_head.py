@@ -91,6 +91,7 @@ SHAPES = [  # (H, E, kdim, vdim, Lq, Lk)
     (4, 32, 32, 32, 65, 257),
     (8, 64, 20, 48, 33, 70),
     (8, 128, 128, 128, 130, 300),
+    (6, 600, 600, 600, 9, 17),  # wide projections: computed in column slices
 ]
 
 
@@ -102,8 +103,12 @@ SHAPES = [  # (H, E, kdim, vdim, Lq, Lk)
 def test_default_weights_are_split_heads_attention(backend, rng, heads, e, kdim, vdim, lq, lk):
     q, k, v = randn(rng, lq, e), randn(rng, lk, kdim), randn(rng, lk, vdim)
     mha = layer(heads, e, kdim, vdim)
-    identity = {"q_proj_weight": np.eye(e), "k_proj_weight": np.eye(e, kdim), "v_proj_weight": np.eye(e, vdim),
-                "out_proj.weight": np.eye(e)}
+    identity = {
+        "q_proj_weight": np.eye(e),
+        "k_proj_weight": np.eye(e, kdim),
+        "v_proj_weight": np.eye(e, vdim),
+        "out_proj.weight": np.eye(e),
+    }
     ref_v, ref_w = mha_reference(q, k, v, identity, heads)
     out = mha.compute(q, k, v)
     assert out.values.dtype == np.float32 and out.values.shape == (lq, e)
@@ -216,19 +221,27 @@ def test_empty_inputs(backend, rng):
     mha.set_weights(random_weights(rng, 8, 8, 8))
     out = mha.compute(np.zeros((0, 8), np.float32), randn(rng, 3, 8), randn(rng, 3, 8))
     assert out.values.shape == (0, 8) and out.weights.shape == (0, 3)
-    out = mha.compute(randn(rng, 3, 8), np.zeros((0, 8), np.float32), np.zeros((0, 8), np.float32),
-                      average_weights=False)
+    out = mha.compute(
+        randn(rng, 3, 8), np.zeros((0, 8), np.float32), np.zeros((0, 8), np.float32), average_weights=False
+    )
     np.testing.assert_array_equal(out.values, np.zeros((3, 8)))  # nothing to attend to
     assert out.weights.shape == (2, 3, 0)
 
 
-def test_nan_propagates(backend, rng):
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("lk", [5, 300])
+def test_nan_propagates(backend, rng, need_weights, causal, lk):
     mha = layer(2, 8)
-    q, k = randn(rng, 4, 8), randn(rng, 40, 8)
+    w = random_weights(rng, 8, 8, 8)
+    mha.set_weights(w)
+    q, k = randn(rng, 4, 8), randn(rng, lk, 8)
     q[1, 3] = np.nan
-    out = mha.compute(q, k, k)
+    out = mha.compute(q, k, k, causal=causal, need_weights=need_weights)
     assert np.all(np.isnan(out.values[1]))
     assert np.all(np.isfinite(np.delete(out.values, 1, axis=0)))
+    ref_v, _ = mha_reference(q, k, k, w, 2, causal=causal)
+    np.testing.assert_allclose(out.values, ref_v, **TOL)
 
 
 def test_backends_agree(rng):
@@ -294,7 +307,14 @@ def from_torch(m, heads):
 
 @pytest.mark.parametrize(
     ("heads", "e", "kdim", "vdim", "lq", "lk"),
-    [(1, 4, 4, 4, 1, 1), (2, 8, 8, 8, 7, 13), (3, 12, 5, 7, 9, 11), (4, 32, 32, 32, 65, 257), (8, 64, 20, 96, 40, 70)],
+    [
+        (1, 4, 4, 4, 1, 1),
+        (2, 8, 8, 8, 7, 13),
+        (3, 12, 5, 7, 9, 11),
+        (4, 32, 32, 32, 65, 257),
+        (8, 64, 20, 96, 40, 70),
+        (8, 512, 512, 512, 20, 30),
+    ],
 )
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_torch(backend, torch, rng, heads, e, kdim, vdim, lq, lk, bias):
@@ -308,6 +328,13 @@ def test_matches_torch(backend, torch, rng, heads, e, kdim, vdim, lq, lk, bias):
         np.testing.assert_allclose(out.weights, ref_w, **TOL)
     ref_v, _ = torch_forward(torch, m, q, k, v, need_weights=False)
     np.testing.assert_allclose(mha.compute(q, k, v, need_weights=False).values, ref_v, **TOL)
+    if kdim == vdim == e:  # self-attention: one fused in-projection (torch: its fast path without weights)
+        for need_weights in (True, False):
+            ref_v, ref_w = torch_forward(torch, m, q, q, q, need_weights=need_weights)
+            out = mha.compute(q, q, q, need_weights=need_weights)
+            np.testing.assert_allclose(out.values, ref_v, **TOL)
+            if need_weights:
+                np.testing.assert_allclose(out.weights, ref_w, **TOL)
 
 
 @pytest.mark.parametrize("kind", ["bool", "additive", "causal", "bool+causal", "additive+causal"])
@@ -352,7 +379,9 @@ def test_fully_masked_row_zero_where_torch_gives_nan(torch, rng):
     np.testing.assert_allclose(out.weights[keep], ref_w[keep], **TOL)
 
 
-@pytest.mark.parametrize(("kdim", "vdim", "bias"), [(None, None, True), (None, None, False), (5, 7, True), (5, None, False)])
+@pytest.mark.parametrize(
+    ("kdim", "vdim", "bias"), [(None, None, True), (None, None, False), (5, 7, True), (5, None, False)]
+)
 def test_state_dict_names_and_shapes_are_torchs(torch, kdim, vdim, bias):
     m = torch_layer(torch, 2, 8, kdim, vdim, bias=bias)
     mha = rv.MultiHeadAttention({"num_heads": 2, "use_bias": bias}, embed_dim=8, kdim=kdim, vdim=vdim)
@@ -373,8 +402,14 @@ def test_state_dict_names_and_shapes_are_torchs(torch, kdim, vdim, bias):
 def test_default_weights_identity_and_zero_bias():
     mha = rv.MultiHeadAttention({"num_heads": 2}, embed_dim=6, kdim=4, vdim=9)
     w = mha.get_weights()
-    assert list(w) == ["q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "out_proj.weight",
-                       "out_proj.bias"]
+    assert list(w) == [
+        "q_proj_weight",
+        "k_proj_weight",
+        "v_proj_weight",
+        "in_proj_bias",
+        "out_proj.weight",
+        "out_proj.bias",
+    ]
     np.testing.assert_array_equal(w["q_proj_weight"], np.eye(6))
     np.testing.assert_array_equal(w["k_proj_weight"], np.eye(6, 4))
     np.testing.assert_array_equal(w["v_proj_weight"], np.eye(6, 9))
@@ -441,8 +476,11 @@ def test_bad_weights_raise_and_leave_layer_unchanged(rng, change, match):
 
 def test_bias_keys_on_a_layer_without_bias():
     mha = layer(2, 8, bias=False)
-    w = {"in_proj_weight": np.ones((24, 8), np.float32), "out_proj.weight": np.ones((8, 8), np.float32),
-         "in_proj_bias": np.ones(24, np.float32)}
+    w = {
+        "in_proj_weight": np.ones((24, 8), np.float32),
+        "out_proj.weight": np.ones((8, 8), np.float32),
+        "in_proj_bias": np.ones(24, np.float32),
+    }
     with pytest.raises(rv.InvalidInputError, match="use_bias=False"):
         mha.set_weights(w)
 
@@ -592,7 +630,7 @@ class TestDropout:
         for h in range(1, heads):  # every head has a mask of its own
             assert not np.array_equal(dropped[0], dropped[h])
         # values = out_proj(concat_h(dropped W_h · V_h))
-        wq, wk, wv = np.split(w["in_proj_weight"].astype(np.float64), 3)
+        wv = np.split(w["in_proj_weight"].astype(np.float64), 3)[2]
         vp = k @ wv.T + np.split(w["in_proj_bias"], 3)[2]
         hd = e // heads
         ctx = np.hstack([out.weights[h] @ vp[:, h * hd : (h + 1) * hd] for h in range(heads)])
@@ -639,12 +677,19 @@ def test_compute_batch_stacked_and_ragged(rng):
     ragged_q = [randn(rng, n, 8) for n in (3, 1, 6)]
     ragged_k = [randn(rng, n, 4) for n in (2, 5, 4)]
     ragged_v = [randn(rng, n, 6) for n in (2, 5, 4)]
-    masks = [rng.random((q.shape[0], k.shape[0])) > 0.3 for q, k in zip(ragged_q, ragged_k)]
+    masks = [rng.random((q.shape[0], k.shape[0])) > 0.3 for q, k in zip(ragged_q, ragged_k, strict=True)]
     calls = []
-    outs = mha.compute_batch(ragged_q, ragged_k, ragged_v, mask=masks, causal=True,
-                             batch_config={"max_batch_size": 2}, progress=lambda d, t: calls.append((d, t)))
+    outs = mha.compute_batch(
+        ragged_q,
+        ragged_k,
+        ragged_v,
+        mask=masks,
+        causal=True,
+        batch_config={"max_batch_size": 2},
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert calls == [(2, 3), (3, 3)]
-    for q, k, v, m, out in zip(ragged_q, ragged_k, ragged_v, masks, outs):
+    for q, k, v, m, out in zip(ragged_q, ragged_k, ragged_v, masks, outs, strict=True):
         np.testing.assert_array_equal(out.values, mha.compute(q, k, v, mask=m, causal=True).values)
 
 
@@ -687,7 +732,7 @@ def test_pickle_keeps_config_and_weights(rng, kdim, vdim, bias):
     clone = pickle.loads(pickle.dumps(mha))
     assert type(clone) is rv.MultiHeadAttention
     assert clone.config == mha.config and (clone.embed_dim, clone.kdim, clone.vdim) == (8, kdim or 8, vdim or 8)
-    for (k1, a1), (k2, a2) in zip(mha.get_weights().items(), clone.get_weights().items()):
+    for (k1, a1), (k2, a2) in zip(mha.get_weights().items(), clone.get_weights().items(), strict=True):
         assert k1 == k2
         np.testing.assert_array_equal(a1, a2)
     q, k, v = randn(rng, 5, 8), randn(rng, 7, kdim or 8), randn(rng, 7, vdim or 8)

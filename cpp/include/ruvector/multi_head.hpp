@@ -34,11 +34,11 @@ struct Parameter {
 using StateDict = std::map<std::string, Parameter>;
 
 struct MultiHeadOptions {
-  AttentionMask mask;            // [Lq, Lk], shared by every head
-  bool causal = false;           // keep j <= i, top-left aligned (torch's is_causal)
-  bool need_weights = true;      // false: every head streams, no Lq×Lk matrix
-  bool average_weights = true;   // weights [Lq, Lk] (mean over heads) or [H, Lq, Lk]
-  bool training = false;         // dropout acts only then
+  AttentionMask mask;           // [Lq, Lk], shared by every head
+  bool causal = false;          // keep j <= i, top-left aligned (torch's is_causal)
+  bool need_weights = true;     // false: every head streams, no Lq×Lk matrix
+  bool average_weights = true;  // weights [Lq, Lk] (mean over heads) or [H, Lq, Lk]
+  bool training = false;        // dropout acts only then
 };
 
 class MultiHeadAttention {

@@ -15,7 +15,7 @@
 #endif
 
 #ifndef RUVECTOR_GAT_AHEAD
-#define RUVECTOR_GAT_AHEAD 4
+#define RUVECTOR_GAT_AHEAD 8
 #endif
 #ifndef RUVECTOR_GAT_LOCALITY
 #define RUVECTOR_GAT_LOCALITY 2
@@ -97,6 +97,7 @@ struct GatScratch {
   float* row;       // [H·C]: an expanded coefficient row (GAT) or projected edge features (v2)
   float* terms;     // [H·C]: v2 per-channel terms when C is not a multiple of the width
   float* pattern;   // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
+  float* phase_acc; // [lcm(H, W)]: per-phase accumulators of reduce_heads
   float* x_dst;     // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
   std::size_t first_target;
   float* head_max;  // [H]
@@ -115,28 +116,66 @@ void per_head_pass(float* x, std::size_t total, const float* pattern, std::size_
     phase += W;
     if (phase == period) phase = 0;
   }
-  for (; t < total; ++t) x[t] = sop(x[t], pattern[t % period]);
+  for (; t < total; ++t, ++phase) x[t] = sop(x[t], pattern[phase]);  // phase < period here
+}
+
+// out[h] = fold of column h of s[total / H × H] (row-major) with `vop` / `sop`, by vectors:
+// vector t sees the heads of phase (t·W) mod period, so one accumulator per phase suffices.
+template <class VecOp, class ScalarOp>
+void reduce_heads(const float* s, std::size_t total, std::size_t heads, GatScratch& w, float init, VecOp vop,
+                  ScalarOp sop, float* out) noexcept {
+  for (std::size_t h = 0; h < heads; ++h) out[h] = init;
+  std::size_t t = 0;
+  if (w.period == W) {  // H divides the width: one register accumulator
+    reg acc = Vec::broadcast(init);
+    for (; t + W <= total; t += W) acc = vop(acc, Vec::load(s + t));
+    Vec::store(w.phase_acc, acc);
+  } else {
+    for (std::size_t u = 0; u < w.period; u += W) Vec::store(w.phase_acc + u, Vec::broadcast(init));
+    std::size_t phase = 0;
+    for (; t + W <= total; t += W) {
+      Vec::store(w.phase_acc + phase, vop(Vec::load(w.phase_acc + phase), Vec::load(s + t)));
+      phase += W;
+      if (phase == w.period) phase = 0;
+    }
+  }
+  // (running head counters: an integer division per element would cost more than the rest)
+  for (std::size_t u = 0, h = 0; u < w.period; ++u) {
+    out[h] = sop(out[h], w.phase_acc[u]);
+    if (++h == heads) h = 0;
+  }
+  for (std::size_t h = t % heads; t < total; ++t) {  // fewer than W left
+    out[h] = sop(out[h], s[t]);
+    if (++h == heads) h = 0;
+  }
+}
+
+// pattern[u] = values[u mod H] for u < period.
+void fill_pattern(float* pattern, std::size_t period, const float* values, std::size_t heads) noexcept {
+  for (std::size_t u = 0, h = 0; u < period; ++u) {
+    pattern[u] = values[h];
+    if (++h == heads) h = 0;
+  }
 }
 
 // Softmax of each head (column) of s[n × H] in place, as PyG: exp(s − max) / (Σ + 1e-16).
+// (A NaN score makes its head's sum, hence all its coefficients, NaN whatever the max.)
 void softmax_heads(float* s, std::size_t n, std::size_t heads, GatScratch& w) noexcept {
-  for (std::size_t h = 0; h < heads; ++h) w.head_max[h] = s[h];
-  for (std::size_t k = 1; k < n; ++k)
-    for (std::size_t h = 0; h < heads; ++h) {
-      const float v = s[k * heads + h];
-      if (v > w.head_max[h] || v != v) w.head_max[h] = v;  // NaN wins, as torch's max
-    }
-  for (std::size_t t = 0; t < w.period; ++t) w.pattern[t] = w.head_max[t % heads];
+  const std::size_t total = n * heads;
+  reduce_heads(
+      s, total, heads, w, kNegInf, [](reg a, reg b) { return Vec::max(a, b); },
+      [](float a, float b) { return b > a ? b : a; }, w.head_max);
+  fill_pattern(w.pattern, w.period, w.head_max, heads);
   per_head_pass(
-      s, n * heads, w.pattern, w.period, [](reg x, reg m) { return Vec::exp(Vec::sub(x, m)); },
+      s, total, w.pattern, w.period, [](reg x, reg m) { return Vec::exp(Vec::sub(x, m)); },
       [](float x, float m) { return scalar_exp(x - m); });
-  for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] = 0.0f;
-  for (std::size_t k = 0; k < n; ++k)
-    for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] += s[k * heads + h];
+  reduce_heads(
+      s, total, heads, w, 0.0f, [](reg a, reg b) { return Vec::add(a, b); }, [](float a, float b) { return a + b; },
+      w.head_inv);
   for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] = 1.0f / (w.head_inv[h] + 1e-16f);
-  for (std::size_t t = 0; t < w.period; ++t) w.pattern[t] = w.head_inv[t % heads];
+  fill_pattern(w.pattern, w.period, w.head_inv, heads);
   per_head_pass(
-      s, n * heads, w.pattern, w.period, [](reg x, reg inv) { return Vec::mul(x, inv); },
+      s, total, w.pattern, w.period, [](reg x, reg inv) { return Vec::mul(x, inv); },
       [](float x, float inv) { return x * inv; });
 }
 
@@ -231,29 +270,47 @@ void score_gatv2(const GatParams& p, std::size_t i, float* s, GatScratch& w, std
   });
 }
 
-// acc[H·C] = Σ_k α[k, h] · x_src[source_k, h·C:(h+1)·C]
+constexpr std::size_t kAccVectors = 8;  // accumulators kept in registers over one pass of edges
+
+// acc[H·C] = Σ_k α[k, h] · x_src[source_k, h·C:(h+1)·C]. When C is a multiple of the width,
+// columns are taken kAccVectors vectors at a time with the sums in registers across all edges
+// (a second pass re-reads rows the first brought into L1); otherwise through memory.
 void aggregate(const GatParams& p, std::size_t i, const float* s, GatScratch& w, std::int64_t end) noexcept {
   const std::size_t H = p.heads, C = p.channels, HC = H * C;
-  std::memset(w.acc, 0, HC * sizeof(float));
-  const bool whole_vectors = C % W == 0;
+  std::size_t c0 = 0;
+  if (C % W == 0) {
+    for (; c0 + kAccVectors * W <= HC; c0 += kAccVectors * W) {
+      reg acc[kAccVectors];
+      std::size_t head[kAccVectors];
+      for (std::size_t v = 0; v < kAccVectors; ++v) {
+        acc[v] = Vec::zero();
+        head[v] = (c0 + v * W) / C;
+      }
+      const bool first = c0 == 0;
+      for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+        if (first && !p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);  // v2: scoring did
+        const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src + c0;
+        const float* a = s + k * H;
+        for (std::size_t v = 0; v < kAccVectors; ++v)
+          acc[v] = Vec::fma(Vec::broadcast(a[head[v]]), Vec::load(xj + v * W), acc[v]);
+      });
+      for (std::size_t v = 0; v < kAccVectors; ++v) Vec::store(w.acc + c0 + v * W, acc[v]);
+    }
+    if (c0 == HC) return;
+  }
+  // The remaining columns [c0, H·C), accumulated in memory.
+  std::memset(w.acc + c0, 0, (HC - c0) * sizeof(float));
+  const bool first = c0 == 0;
   for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
-    if (!p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);  // v2: scoring read them
+    if (first && !p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);
     const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
     const float* a = s + k * H;
-    if (whole_vectors) {
-      for (std::size_t h = 0; h < H; ++h) {
-        const reg va = Vec::broadcast(a[h]);
-        for (std::size_t c = h * C; c < (h + 1) * C; c += W)
-          Vec::store(w.acc + c, Vec::fma(va, Vec::load(xj + c), Vec::load(w.acc + c)));
-      }
-    } else {
-      for (std::size_t h = 0; h < H; ++h)
-        for (std::size_t c = h * C; c < (h + 1) * C; ++c) w.row[c] = a[h];
-      std::size_t c = 0;
-      for (; c + W <= HC; c += W)
-        Vec::store(w.acc + c, Vec::fma(Vec::load(w.row + c), Vec::load(xj + c), Vec::load(w.acc + c)));
-      for (; c < HC; ++c) w.acc[c] += w.row[c] * xj[c];
-    }
+    for (std::size_t h = c0 / C; h < H; ++h)
+      for (std::size_t c = std::max(c0, h * C); c < (h + 1) * C; ++c) w.row[c] = a[h];
+    std::size_t c = c0;
+    for (; c + W <= HC; c += W)
+      Vec::store(w.acc + c, Vec::fma(Vec::load(w.row + c), Vec::load(xj + c), Vec::load(w.acc + c)));
+    for (; c < HC; ++c) w.acc[c] += w.row[c] * xj[c];
   });
 }
 
@@ -293,7 +350,7 @@ bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end
   const std::size_t period = H / gcd_size(H, W) * W;
   const std::size_t padded = (HC + W - 1) / W * W;
   const std::size_t targets = p.v2 ? node_end - node_begin : 0;
-  const std::size_t size = max_edges * H + 3 * padded + period + 2 * H + targets * HC;
+  const std::size_t size = max_edges * H + 3 * padded + 2 * period + 2 * H + targets * HC;
   Scratch<float> buf(size);
   if (!buf.ok(size)) return false;
   GatScratch w;
@@ -302,7 +359,8 @@ bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end
   w.row = w.acc + padded;
   w.terms = w.row + padded;
   w.pattern = w.terms + padded;
-  w.head_max = w.pattern + period;
+  w.phase_acc = w.pattern + period;
+  w.head_max = w.phase_acc + period;
   w.head_inv = w.head_max + H;
   w.x_dst = w.head_inv + H;
   w.first_target = node_begin;
