@@ -220,7 +220,7 @@ RowMatrixXf weight_from_python(const std::string& name, py::handle value) {
   return a.matrix();
 }
 
-GraphWeights weights_from_python(py::handle obj) {
+GraphWeights weights_from_python(const GraphAttention& layer, py::handle obj) {
   if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
     throw InvalidInput("weights must be a dict of name → array (as get_weights() returns), got " + type_name(obj));
   GraphWeights w;
@@ -229,7 +229,10 @@ GraphWeights weights_from_python(py::handle obj) {
     if (!py::isinstance<py::str>(pair[0]))
       throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
     const std::string name = pair[0].cast<std::string>();
-    w[name] = weight_from_python(name, pair[1]);
+    const auto names = layer.weight_names();
+    // An unknown name goes through unconverted: set_weights reports it, listing the names.
+    w[name] = std::find(names.begin(), names.end(), name) != names.end() ? weight_from_python(name, pair[1])
+                                                                          : RowMatrixXf();
   }
   return w;
 }
@@ -344,7 +347,7 @@ void register_graph(py::module_& m) {
       .def("get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
            "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
       .def(
-          "set_weights", [](GraphAttention& a, py::handle w) { a.set_weights(weights_from_python(w)); },
+          "set_weights", [](GraphAttention& a, py::handle w) { a.set_weights(weights_from_python(a, w)); },
           py::arg("weights"),
           "Replace parameters (all or some) by PyG's names and shapes; a rejected call changes nothing.")
       .def("__repr__",
@@ -369,7 +372,7 @@ void register_graph(py::module_& m) {
             GraphAttention a = make_layer(t[0], o["in_features"], o["concat"].cast<bool>(),
                                           o["negative_slope"].cast<double>(), o["add_self_loops"].cast<bool>(),
                                           o["edge_dim"], o["variant"].cast<std::string>());
-            if (!t[2].is_none()) a.set_weights(weights_from_python(t[2]));
+            if (!t[2].is_none()) a.set_weights(weights_from_python(a, t[2]));
             return a;
           }));
 }

@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "common.hpp"
@@ -23,16 +24,39 @@ py::dict config_dict(const AttentionConfig& c) {
   return d;
 }
 
-AttentionConfig make_config(int num_heads, int head_dim, double dropout, bool use_bias, std::optional<double> scale,
-                            long long seed) {
-  if (seed < 0) throw InvalidConfig("seed must be >= 0, got " + std::to_string(seed));
+// An integer field: Python ints and NumPy integers, range-checked here so that a huge value
+// is an InvalidConfigError naming the field rather than an overflow TypeError.
+long long int_field(py::handle value, const char* field, long long low, long long high) {
+  if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
+    throw InvalidConfig(std::string(field) + " must be an integer, got " + type_name(value));
+  py::int_ index = py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0 || v < low || v > high)
+    throw InvalidConfig(std::string(field) + " must be in [" + std::to_string(low) + ", " + std::to_string(high) +
+                        "], got " + std::string(py::str(index)));
+  return v;
+}
+
+std::uint64_t seed_field(py::handle value) {
+  if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
+    throw InvalidConfig("seed must be an integer, got " + type_name(value));
+  py::int_ index = py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+  if (index < py::int_(0) || index > py::int_(std::numeric_limits<std::uint64_t>::max()))
+    throw InvalidConfig("seed must be in [0, 2**64 - 1], got " + std::string(py::str(index)));
+  return index.cast<std::uint64_t>();
+}
+
+AttentionConfig make_config(py::handle num_heads, py::handle head_dim, double dropout, bool use_bias,
+                            std::optional<double> scale, py::handle seed) {
   AttentionConfig c;
-  c.num_heads = num_heads;
-  c.head_dim = head_dim;
+  constexpr long long kIntMax = std::numeric_limits<int>::max();
+  c.num_heads = static_cast<int>(int_field(num_heads, "num_heads", 1, kIntMax));
+  c.head_dim = static_cast<int>(int_field(head_dim, "head_dim", 1, kIntMax));
   c.dropout = dropout;
   c.use_bias = use_bias;
   c.scale = scale;
-  c.seed = static_cast<std::uint64_t>(seed);
+  c.seed = seed_field(seed);
   c.validate();
   return c;
 }
@@ -75,9 +99,8 @@ AttentionConfig to_config(py::handle obj) {
 
 void register_types(py::module_& m) {
   py::class_<AttentionConfig>(m, "AttentionConfig", "Settings shared by every mechanism (SPEC §3).")
-      .def(py::init(&make_config), py::kw_only(), py::arg("num_heads") = 8, py::arg("head_dim") = 64,
-           py::arg("dropout") = 0.1, py::arg("use_bias") = true, py::arg("scale") = py::none(),
-           py::arg("seed") = 0)
+      .def(py::init(&make_config), py::arg("num_heads") = 8, py::arg("head_dim") = 64, py::arg("dropout") = 0.1,
+           py::arg("use_bias") = true, py::arg("scale") = py::none(), py::arg("seed") = 0)
       .def_readonly("num_heads", &AttentionConfig::num_heads)
       .def_readonly("head_dim", &AttentionConfig::head_dim)
       .def_readonly("dropout", &AttentionConfig::dropout)

@@ -7,7 +7,12 @@
 #include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
 
+#include <algorithm>
+#include <fstream>
+#include <string>
+
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 
@@ -36,17 +41,59 @@ std::uint64_t read_physical_memory() {
   return std::numeric_limits<std::uint64_t>::max();
 }
 
-// Read once: sysconf(_SC_PHYS_PAGES) is a system call, too slow for every tiny call.
-std::uint64_t physical_memory_bytes() {
-  static const std::uint64_t bytes = read_physical_memory();
+#if defined(__linux__)
+// A cgroup's memory.max (v2) or memory.limit_in_bytes (v1) when set: containers get less
+// than the machine has.
+std::uint64_t read_cgroup_limit() {
+  std::uint64_t limit = std::numeric_limits<std::uint64_t>::max();
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream f(path);
+    unsigned long long v = 0;
+    if (f >> v && v > 0) limit = std::min<std::uint64_t>(limit, v);
+  }
+  return limit;
+}
+
+// MemAvailable: what can be allocated now without swapping (read fresh for large requests).
+std::uint64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  unsigned long long kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return static_cast<std::uint64_t>(kb) * 1024;
+  return std::numeric_limits<std::uint64_t>::max();
+}
+#endif
+
+std::uint64_t read_memory_limit() {
+  std::uint64_t limit = read_physical_memory();
+#if defined(__linux__)
+  limit = std::min(limit, read_cgroup_limit());
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    struct rlimit rl;
+    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      limit = std::min<std::uint64_t>(limit, static_cast<std::uint64_t>(rl.rlim_cur));
+  }
+#endif
+  return limit;
+}
+
+// Read once: these are system calls, too slow for every tiny call.
+std::uint64_t memory_limit_bytes() {
+  static const std::uint64_t bytes = read_memory_limit();
   return bytes;
 }
 
 }  // namespace
 
-void run_flash(const simd::FlashParams& p) {
+const char* run_flash(const simd::FlashParams& p) {
   const double flops = 2.0 * static_cast<double>(p.lq) * static_cast<double>(p.lk) * static_cast<double>(p.d + p.dv);
-  if (!simd::active_kernels().flash_attention(p, parallel_if(flops))) throw std::bad_alloc();
+  const simd::KernelTable& kernels = simd::active_kernels();
+  if (!kernels.flash_attention(p, parallel_if(flops))) throw std::bad_alloc();
+  return kernels.name;
 }
 
 void run_gemm(const simd::GemmParams& p) {
@@ -60,10 +107,16 @@ std::string shape_str(std::int64_t rows, std::int64_t cols) {
 
 std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint) {
   const double bytes = static_cast<double>(rows) * static_cast<double>(cols) * sizeof(float);
-  if (rows < 0 || cols < 0 || bytes > static_cast<double>(physical_memory_bytes()))
+  bool too_big = rows < 0 || cols < 0 || bytes > static_cast<double>(memory_limit_bytes());
+#if defined(__linux__)
+  // Linux overcommits: a request that fits the machine but not what is free now would be
+  // granted and then OOM-kill the process while being written.
+  if (!too_big && bytes > 256.0 * 1024 * 1024) too_big = bytes > static_cast<double>(available_memory());
+#endif
+  if (too_big)
     throw InvalidInput(std::string(what) + " of shape " + shape_str(rows, cols) + " needs " +
                        std::to_string(static_cast<long long>(bytes / 1e6)) +
-                       " MB, more than this machine's memory; " + hint);
+                       " MB, more than this process can allocate now; " + hint);
   return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
 }
 

@@ -12,7 +12,9 @@ namespace ruvector::detail {
 
 // Runs the fused attention kernel of the active backend; splits query blocks over the pool
 // when the work is large enough to pay for it. Throws std::bad_alloc on scratch failure.
-void run_flash(const simd::FlashParams& p);
+// Returns the name of the backend that ran (a concurrent set_simd_backend cannot make a
+// result's metadata name another).
+const char* run_flash(const simd::FlashParams& p);
 // C = A·op(B) (+bias) with the active backend's GEMM.
 void run_gemm(const simd::GemmParams& p);
 

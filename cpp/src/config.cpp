@@ -1,4 +1,6 @@
 #include <cmath>
+#include <limits>
+#include <sstream>
 #include <string>
 
 #include "ruvector/config.hpp"
@@ -16,11 +18,17 @@ void AttentionConfig::validate() const {
   if (scale && !(std::isfinite(*scale) && *scale > 0.0))
     throw InvalidConfig("scale must be a finite number > 0 (or None for 1/sqrt(d)), got " +
                         std::to_string(*scale));
+  // The kernels compute in float32: a scale that rounds to 0 or inf there is no scale at all.
+  if (scale && !(*scale >= std::numeric_limits<float>::min() && *scale <= std::numeric_limits<float>::max())) {
+    std::ostringstream s;
+    s << "scale must lie within float32's normal range [1.2e-38, 3.4e38], got " << *scale;
+    throw InvalidConfig(s.str());
+  }
 }
 
-float AttentionConfig::scale_for(std::int64_t d) const {
-  if (scale) return static_cast<float>(*scale);
-  return d > 0 ? static_cast<float>(1.0 / std::sqrt(static_cast<double>(d))) : 1.0f;
+double AttentionConfig::scale_for(std::int64_t d) const {
+  if (scale) return *scale;
+  return d > 0 ? 1.0 / std::sqrt(static_cast<double>(d)) : 1.0;
 }
 
 }  // namespace ruvector

@@ -35,6 +35,7 @@ void DotProductAttention::validate(const MatrixRef& q, const MatrixRef& k, const
     throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
                                 ", expected [Lq, Lk] = " + detail::shape_str(lq, lk),
                             lq * lk, opt.mask.rows * opt.mask.cols);
+  detail::checked_elements(lq, v.cols(), "attention values", "split the queries into smaller calls");
   if (opt.need_weights)
     detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
 }
@@ -65,7 +66,7 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   p.lk = static_cast<std::size_t>(lk);
   p.d = static_cast<std::size_t>(d);
   p.dv = static_cast<std::size_t>(dv);
-  p.scale = config_.scale_for(d);
+  p.scale = static_cast<float>(config_.scale_for(d));
   p.bool_mask = opt.mask.boolean;
   p.additive_mask = opt.mask.additive;
   p.ldm = static_cast<std::size_t>(opt.mask.stride);
@@ -75,11 +76,11 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
     p.seed = config_.seed;
     p.stream = calls_.fetch_add(1, std::memory_order_relaxed);
   }
-  detail::run_flash(p);
+  const char* backend = detail::run_flash(p);
 
   out.metadata["attention_type"] = std::string("dot_product");
-  out.metadata["scale"] = static_cast<double>(p.scale);
-  out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
+  out.metadata["scale"] = config_.scale_for(d);
+  out.metadata["simd_backend"] = std::string(backend);
   return out;
 }
 

@@ -418,12 +418,25 @@ void GraphAttention::initialize(std::int64_t in_features) const {
   parameters(in_features);
 }
 
+std::vector<std::string> GraphAttention::weight_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, shape] : expected_shapes(config_, options_, 0)) names.push_back(name);
+  return names;
+}
+
 GraphWeights GraphAttention::get_weights() const {
   auto p = snapshot();
   return p ? p->named : GraphWeights{};
 }
 
 void GraphAttention::set_weights(const GraphWeights& weights) {
+  const auto known = expected_shapes(config_, options_, 0);  // names do not depend on in_features
+  for (const auto& [name, value] : weights)
+    if (known.find(name) == known.end())
+      throw InvalidInput("unknown weight '" + name + "': this " +
+                         (options_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") +
+                         "-style layer has " + names_of(known));
+  std::lock_guard<std::mutex> update(update_mutex_);
   auto current = snapshot();
   // in_features: fixed already, or taken from the input projection(s) given here.
   std::optional<std::int64_t> in;
@@ -444,10 +457,6 @@ void GraphAttention::set_weights(const GraphWeights& weights) {
   const auto shapes = expected_shapes(config_, options_, in.value_or(0));
   for (const auto& [name, value] : weights) {
     auto it = shapes.find(name);
-    if (it == shapes.end())
-      throw InvalidInput("unknown weight '" + name + "': this " +
-                         (options_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") +
-                         "-style layer has " + names_of(shapes));
     if (value.rows() != it->second.first || value.cols() != it->second.second)
       throw DimensionMismatch(name + " has shape " + pyg_shape(name, value.rows(), value.cols()) + ", expected " +
                                   pyg_shape(name, it->second.first, it->second.second),
@@ -556,27 +565,37 @@ class FloatBuffer {
   float* ptr_ = nullptr;
 };
 
-// Splits targets [0, N) into ranges of about equal work (edges + nodes), enough of them for
-// the pool to balance skewed degrees.
-std::vector<std::size_t> target_ranges(const GraphCsr& g) {
+// Splits targets [0, N) into ranges of about equal work, enough of them for the pool to
+// balance skewed degrees. A target costs `node_cost` edges' worth of work (GATv2 also
+// transforms its row per task) and a range holds at most `max_targets` of them (bounding that
+// task's scratch).
+std::vector<std::size_t> target_ranges(const GraphCsr& g, double node_cost, std::size_t max_targets) {
   const std::size_t n = static_cast<std::size_t>(g.num_nodes);
-  const double total = static_cast<double>(g.indptr[n]) + static_cast<double>(n);
+  const auto cost_before = [&](std::size_t i) {
+    return static_cast<double>(g.indptr[i]) + node_cost * static_cast<double>(i);
+  };
   constexpr double kWorkPerRange = 4096.0;
+  const double total = cost_before(n);
   const std::size_t ranges = std::max<std::size_t>(1, std::min<std::size_t>(n, static_cast<std::size_t>(total / kWorkPerRange)));
-  std::vector<std::size_t> bounds(ranges + 1, n);
-  bounds[0] = 0;
-  for (std::size_t r = 1; r < ranges; ++r) {
-    const double goal = total * static_cast<double>(r) / static_cast<double>(ranges);
-    std::size_t lo = bounds[r - 1], hi = n;  // first i with work before i >= goal
-    while (lo < hi) {
-      const std::size_t mid = lo + (hi - lo) / 2;
-      if (static_cast<double>(g.indptr[mid]) + static_cast<double>(mid) < goal)
-        lo = mid + 1;
-      else
-        hi = mid;
+  std::vector<std::size_t> bounds{0};
+  for (std::size_t r = 1; r <= ranges; ++r) {
+    std::size_t next = n;
+    if (r < ranges) {
+      const double goal = total * static_cast<double>(r) / static_cast<double>(ranges);
+      std::size_t lo = bounds.back(), hi = n;  // first i with cost_before(i) >= goal
+      while (lo < hi) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        if (cost_before(mid) < goal)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      next = lo;
     }
-    bounds[r] = lo;
+    while (next - bounds.back() > max_targets) bounds.push_back(bounds.back() + max_targets);
+    if (next > bounds.back() || r == ranges) bounds.push_back(next);
   }
+  if (bounds.size() == 1) bounds.push_back(n);
   return bounds;
 }
 
@@ -613,22 +632,12 @@ void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool
 
 }  // namespace
 
-}  // namespace ruvector
-#include <chrono>
-#include <cstdio>
-#include <ctime>
-namespace ruvector {
-static double cputime() { timespec ts; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); return ts.tv_sec + ts.tv_nsec * 1e-9; }
-struct PhaseTimer { double t = cputime(); bool on = std::getenv("RV_T") != nullptr;
-  void lap(const char* what) { double n = cputime(); if (on) std::fprintf(stderr, "%s %.1f  ", what, (n - t) * 1e3); t = n; } };
 AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure& graph, bool need_weights) const {
-  PhaseTimer T;
   validate(x, graph, need_weights);
   const auto params = parameters(x.cols());
   const Parameters& P = *params;
   const GraphCsr& g = graph.csr();
   const std::size_t N = static_cast<std::size_t>(x.rows()), F = static_cast<std::size_t>(x.cols());
-  T.lap("validate");
   const std::size_t H = static_cast<std::size_t>(config_.num_heads), C = static_cast<std::size_t>(config_.head_dim);
   const std::size_t HC = H * C;
   const bool v2 = options_.variant == GraphVariant::GatV2;
@@ -682,7 +691,6 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     t.alpha_dst = node_alpha.get() + N * H;
   }
   parallel_blocks(N, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(t, r0, r1); });
-  T.lap("transform");
 
   kp.x_src = transformed.get();
   kp.ld_src = HC;
@@ -725,13 +733,16 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     kp.loop_row0 = static_cast<std::size_t>(g.num_ordinary_edges());
   }
 
-  const std::vector<std::size_t> bounds = target_ranges(g);
+  // A GATv2 target also costs its row's transform (F·H·C multiply-adds, ~F/4 edges' worth)
+  // and H·C floats of task scratch: at most ~1 MiB of them per task.
+  const std::vector<std::size_t> bounds =
+      v2 ? target_ranges(g, 1.0 + static_cast<double>(F) / 4.0, std::max<std::size_t>(1, (std::size_t{1} << 18) / HC))
+         : target_ranges(g, 1.0, N + 1);
   std::atomic<bool> failed{false};
   parallel_for(bounds.size() - 1, [&](std::size_t r) {
     if (!kernels.gat(kp, bounds[r], bounds[r + 1])) failed.store(true, std::memory_order_relaxed);
   });
   if (failed.load()) throw std::bad_alloc();  // a task's scratch could not be allocated
-  T.lap("edges");
 
   if (need_weights) {
     // The edge list the coefficients belong to, in the same (PyG's) order.
@@ -755,7 +766,6 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   out.metadata["variant"] = std::string(variant_name(options_.variant));
   out.metadata["concat"] = options_.concat;
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
-  T.lap("tail"); if (T.on) std::fprintf(stderr, "\n");
   return out;
 }
 

@@ -103,7 +103,7 @@ AttentionOutput HierarchicalAttention::compute(const std::vector<MatrixRef>& lev
   const simd::KernelTable& kt = simd::active_kernels();
   const Index l_count = static_cast<Index>(levels.size()), d = levels[0].cols();
   const std::size_t du = static_cast<std::size_t>(d);
-  const float scale = config_.scale_for(d);
+  const float scale = static_cast<float>(config_.scale_for(d));
 
   Index max_rows = 0;
   double elements = 0.0;

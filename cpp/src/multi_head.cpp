@@ -304,7 +304,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   out.metadata["num_heads"] = static_cast<std::int64_t>(heads);
   out.metadata["head_dim"] = static_cast<std::int64_t>(hd);
   out.metadata["embed_dim"] = static_cast<std::int64_t>(e);
-  out.metadata["scale"] = static_cast<double>(config_.scale_for(hd));
+  out.metadata["scale"] = config_.scale_for(hd);
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   const bool per_head = opt.need_weights && !opt.average_weights;
   if (opt.need_weights) {
@@ -372,7 +372,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   }
   const bool dropout = opt.training && config_.dropout > 0.0;
   const std::uint64_t call = dropout ? calls_.fetch_add(1, std::memory_order_relaxed) : 0;
-  const float scale = config_.scale_for(hd);
+  const float scale = static_cast<float>(config_.scale_for(hd));
   parallel_for(sz(heads), [&](std::size_t h) {
     simd::FlashParams p;
     p.q = qp + h * sz(hd);

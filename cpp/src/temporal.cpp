@@ -126,7 +126,7 @@ AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, b
   p.ldw = static_cast<std::size_t>(t);
   p.lq = p.lk = static_cast<std::size_t>(t);
   p.d = p.dv = static_cast<std::size_t>(d);
-  p.scale = config_.scale_for(d);
+  p.scale = static_cast<float>(config_.scale_for(d));
   p.decay = static_cast<float>(lambda_);
   p.window = options_.window ? static_cast<float>(*options_.window) : -1.0f;
   p.always_self = true;

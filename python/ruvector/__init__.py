@@ -40,8 +40,8 @@ def get_version() -> str:
 
 
 def init() -> str:
-    """Initialise the native module. Import already did; calling again is harmless."""
-    _native._init_from_env()
+    """Initialise the native module. Import already did (reading RUVECTOR_SIMD and
+    RUVECTOR_NUM_THREADS once), so this changes nothing: settings made since stay."""
     return "RuVector native module initialized"
 
 

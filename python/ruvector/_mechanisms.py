@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from . import _native
 from ._async import AsyncBatchMixin, ProgressCallback
@@ -21,14 +24,25 @@ class BatchConfig:
     enable_progress: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int):
-            raise InvalidConfigError(f"max_batch_size must be an int >= 1, got {self.max_batch_size!r}")
-        if self.max_batch_size < 1:
-            raise InvalidConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
-        if self.num_threads is not None and (
-            isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1
-        ):
-            raise InvalidConfigError(f"num_threads must be None or an int >= 1, got {self.num_threads!r}")
+        # frozen dataclass: normalise through object.__setattr__ (NumPy integers become ints)
+        object.__setattr__(self, "max_batch_size", _positive_int("max_batch_size", self.max_batch_size))
+        if self.num_threads is not None:
+            object.__setattr__(self, "num_threads", _positive_int("num_threads", self.num_threads))
+        if not isinstance(self.enable_progress, (bool, np.bool_)):
+            raise InvalidConfigError(f"enable_progress must be True or False, got {self.enable_progress!r}")
+        object.__setattr__(self, "enable_progress", bool(self.enable_progress))
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise InvalidConfigError(f"{name} must be an integer >= 1, got {value!r}") from None
+    if number < 1:
+        raise InvalidConfigError(f"{name} must be >= 1, got {number}")
+    return number
 
 
 class DotProductAttention(AsyncBatchMixin, _native.DotProductAttention):

@@ -1,6 +1,7 @@
-"""Type stubs of the native module (kept by hand; mypy.stubtest checks them in the tests)."""
+"""Type stubs of the native module, kept by hand; tests/python/test_stubs.py runs mypy.stubtest."""
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,10 +17,27 @@ def get_num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def _init_from_env() -> None: ...
 def _available_backends() -> list[str]: ...
-def _run_jobs(jobs: list[_Job], max_workers: int = 0) -> list[AttentionOutput]: ...
+def _run_jobs(jobs: Sequence[_Job], max_workers: int = 0) -> list[AttentionOutput]: ...
 def _submit_jobs(
-    jobs: list[_Job], max_workers: int, callback: Callable[[list[AttentionOutput] | None, BaseException | None], Any]
-) -> None: ...
+    jobs: Sequence[_Job],
+    max_workers: int,
+    callback: Callable[[list[AttentionOutput] | None, BaseException | None], object],
+) -> _AsyncTicket: ...
+
+class _AsyncTicket:
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+
+# POSIX only (absent on Windows): hands finished async calls back to one event loop.
+class _CompletionChannel:
+    def __init__(self) -> None: ...
+    def fileno(self) -> int: ...
+    def submit(
+        self, jobs: Sequence[_Job], max_workers: int, future: asyncio.Future[list[AttentionOutput]]
+    ) -> _AsyncTicket: ...
+    def drain(self) -> None: ...
+    def close_reader(self) -> None: ...
 
 class _Job:
     def run(self) -> AttentionOutput: ...
@@ -27,7 +45,6 @@ class _Job:
 class AttentionConfig:
     def __init__(
         self,
-        *,
         num_heads: int = 8,
         head_dim: int = 64,
         dropout: float = 0.1,
@@ -89,4 +106,95 @@ class DotProductAttention:
         training: bool = False,
     ) -> _Job: ...
 
-# MECHANISM STUBS
+class MultiHeadAttention:
+    def __init__(
+        self, config: ConfigLike = None, *, embed_dim: int | None = None, kdim: int | None = None, vdim: int | None = None
+    ) -> None: ...
+    @property
+    def config(self) -> AttentionConfig: ...
+    @property
+    def embed_dim(self) -> int: ...
+    @property
+    def kdim(self) -> int: ...
+    @property
+    def vdim(self) -> int: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def head_dim(self) -> int: ...
+    def get_weights(self) -> dict[str, FloatArray]: ...
+    def set_weights(self, weights: Mapping[str, ArrayLike]) -> None: ...
+    def compute(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        average_weights: bool = True,
+        training: bool = False,
+    ) -> AttentionOutput: ...
+    def _prepare(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        average_weights: bool = True,
+        training: bool = False,
+    ) -> _Job: ...
+
+class TemporalAttention:
+    def __init__(
+        self,
+        config: ConfigLike = None,
+        *,
+        causal: bool = True,
+        decay_rate: float = 0.0,
+        half_life: float | None = None,
+        window: float | None = None,
+    ) -> None: ...
+    @property
+    def config(self) -> AttentionConfig: ...
+    @property
+    def causal(self) -> bool: ...
+    @property
+    def decay_rate(self) -> float: ...
+    @property
+    def half_life(self) -> float | None: ...
+    @property
+    def window(self) -> float | None: ...
+    def compute(
+        self, sequence: ArrayLike, timestamps: ArrayLike | None = None, *, need_weights: bool = True
+    ) -> AttentionOutput: ...
+    def _prepare(
+        self, sequence: ArrayLike, timestamps: ArrayLike | None = None, *, need_weights: bool = True
+    ) -> _Job: ...
+
+class HierarchicalAttention:
+    def __init__(self, config: ConfigLike = None) -> None: ...
+    @property
+    def config(self) -> AttentionConfig: ...
+    def compute(
+        self,
+        levels: ArrayLike | Sequence[ArrayLike],
+        level_weights: ArrayLike | None = None,
+        *,
+        query: ArrayLike | None = None,
+        need_weights: bool = True,
+    ) -> AttentionOutput: ...
+    def _prepare(
+        self,
+        levels: ArrayLike | Sequence[ArrayLike],
+        level_weights: ArrayLike | None = None,
+        *,
+        query: ArrayLike | None = None,
+        need_weights: bool = True,
+    ) -> _Job: ...
+
+# GRAPH STUBS

@@ -211,3 +211,36 @@ def test_backends_agree(rng):
     base = outputs["scalar"]
     for vals in outputs.values():
         np.testing.assert_allclose(vals, base, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("magnitude", [3e4, 1e6])
+def test_huge_scores_stay_finite(backend, rng, need_weights, magnitude):
+    # scores ~1e9..1e12: softmax is one-hot; the largest score must give exp(0) exactly on every
+    # backend (no fused multiply-subtract leaving its rounding error in the exponent)
+    x = randn(rng, 8, 10) * np.float32(magnitude)
+    out = rv.DotProductAttention().compute(x, x, x, need_weights=need_weights)
+    assert np.all(np.isfinite(out.values))
+    assert not np.all(out.values == 0, axis=1).any()
+    if need_weights:
+        np.testing.assert_allclose(out.weights.sum(axis=1), 1.0, rtol=1e-6)
+    big_scale = rv.DotProductAttention({"scale": 1e9}).compute(x, x, x, need_weights=need_weights)
+    assert np.all(np.isfinite(big_scale.values))
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_fully_masked_row_ignores_inf_values(backend, rng, need_weights):
+    x = randn(rng, 3, 4)
+    v = x.copy()
+    v[1, 0] = np.inf
+    mask = np.ones((3, 3), bool)
+    mask[0] = False
+    out = rv.DotProductAttention().compute(x, x, v, mask=mask, need_weights=need_weights)
+    np.testing.assert_array_equal(out.values[0], 0.0)
+
+
+def test_metadata_scale_is_exact():
+    x = np.ones((2, 16), np.float32)
+    assert rv.DotProductAttention({"scale": 0.37}).compute(x, x, x).metadata["scale"] == 0.37
+    assert rv.DotProductAttention().compute(x, x, x).metadata["scale"] == 1 / np.sqrt(16)
+    assert rv.DotProductAttention().compute(x[:, :2], x[:, :2], x).metadata["scale"] == 1 / np.sqrt(2)

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import ruvector as rv
@@ -27,6 +28,15 @@ def test_version_has_one_source():
 def test_init_is_idempotent():
     assert rv.init() == "RuVector native module initialized"
     assert rv.init() == "RuVector native module initialized"
+
+
+def test_init_keeps_settings_made_after_import():
+    code = (
+        "import ruvector as rv; rv.set_num_threads(1); rv.set_simd_backend('scalar'); rv.init(); "
+        "print(rv.get_num_threads(), rv.get_simd_backend())"
+    )
+    out = run_python(code, RUVECTOR_NUM_THREADS="2", RUVECTOR_SIMD="auto")
+    assert out.stdout.split() == ["1", "scalar"], out.stderr
 
 
 def test_features_and_backend():
@@ -134,6 +144,12 @@ class TestAttentionConfig:
             ("scale", -1.0),
             ("scale", float("inf")),
             ("scale", float("nan")),
+            ("scale", 1e300),
+            ("scale", 1e-300),
+            ("num_heads", 2**40),
+            ("head_dim", 2.5),
+            ("seed", -1),
+            ("seed", 2**64),
         ],
     )
     def test_invalid_values_name_the_field(self, field, value):
@@ -141,6 +157,11 @@ class TestAttentionConfig:
             rv.AttentionConfig(**{field: value})
         with pytest.raises(rv.InvalidConfigError, match=field):
             rv.DotProductAttention({field: value})
+
+    def test_positional_arguments_and_numpy_integers(self):
+        c = rv.AttentionConfig(4, 32, 0.0, False, 0.5, 2**63)
+        assert (c.num_heads, c.head_dim, c.dropout, c.use_bias, c.scale, c.seed) == (4, 32, 0.0, False, 0.5, 2**63)
+        assert rv.AttentionConfig(num_heads=np.int64(2)).num_heads == 2
 
     def test_unknown_key_in_dict(self):
         with pytest.raises(rv.InvalidConfigError, match="num_head"):
@@ -178,3 +199,10 @@ print(os.waitstatus_to_exitcode(status))
 """
     out = run_python(code)
     assert out.stdout.strip() == "0", out.stderr
+
+
+def test_batch_config_validation():
+    assert rv.BatchConfig(max_batch_size=np.int64(8), num_threads=np.int32(2)).max_batch_size == 8
+    for bad in ({"max_batch_size": 0}, {"max_batch_size": 2.5}, {"num_threads": 0}, {"enable_progress": "x"}):
+        with pytest.raises(rv.InvalidConfigError):
+            rv.BatchConfig(**bad)

@@ -17,8 +17,8 @@ struct AttentionConfig {
 
   // Throws InvalidConfig naming the field when a value is out of range.
   void validate() const;
-  // The scale in use for key dimension `d`.
-  float scale_for(std::int64_t d) const;
+  // The scale in use for key dimension `d` (kernels take it as float; it is validated to fit).
+  double scale_for(std::int64_t d) const;
 };
 
 }  // namespace ruvector

@@ -22,23 +22,32 @@ struct AttentionMask {
   Index rows = 0, cols = 0, stride = 0;  // stride: elements between rows
 
   static AttentionMask none() { return {}; }
-  static AttentionMask from_bool(const Eigen::Ref<const RowMatrixXb>& m) {
+  // The mask views memory the caller owns: a row-major matrix (an lvalue: a temporary, such as
+  // a column-major matrix converted on the fly, would be gone before compute runs) ...
+  static AttentionMask from_bool(const RowMatrixXb& m) { return from_bool(m.data(), m.rows(), m.cols(), m.cols()); }
+  static AttentionMask from_bool(RowMatrixXb&&) = delete;
+  static AttentionMask from_additive(const RowMatrixXf& m) {
+    return from_additive(m.data(), m.rows(), m.cols(), m.cols());
+  }
+  static AttentionMask from_additive(RowMatrixXf&&) = delete;
+  // ... or a raw row-major buffer with `stride` elements between rows.
+  static AttentionMask from_bool(const bool* data, Index rows, Index cols, Index stride) {
     static_assert(sizeof(bool) == 1, "bool masks are read as bytes");
     AttentionMask r;
     r.kind = Kind::Boolean;
-    r.boolean = reinterpret_cast<const std::uint8_t*>(m.data());
-    r.rows = m.rows();
-    r.cols = m.cols();
-    r.stride = m.outerStride();
+    r.boolean = reinterpret_cast<const std::uint8_t*>(data);
+    r.rows = rows;
+    r.cols = cols;
+    r.stride = stride;
     return r;
   }
-  static AttentionMask from_additive(const Eigen::Ref<const RowMatrixXf>& m) {
+  static AttentionMask from_additive(const float* data, Index rows, Index cols, Index stride) {
     AttentionMask r;
     r.kind = Kind::Additive;
-    r.additive = m.data();
-    r.rows = m.rows();
-    r.cols = m.cols();
-    r.stride = m.outerStride();
+    r.additive = data;
+    r.rows = rows;
+    r.cols = cols;
+    r.stride = stride;
     return r;
   }
 };

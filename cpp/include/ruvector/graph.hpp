@@ -133,6 +133,8 @@ class GraphAttention {
   // DimensionMismatch when it already is, to another value.
   void initialize(std::int64_t in_features) const;
 
+  // The parameter names of this layer (PyG's state_dict keys), sorted.
+  std::vector<std::string> weight_names() const;
   // Empty before the weights exist (lazy layer not yet called).
   GraphWeights get_weights() const;
   // Replaces the given parameters (all or some); a layer without weights yet must be given
@@ -149,6 +151,7 @@ class GraphAttention {
   AttentionConfig config_;
   GraphAttentionOptions options_;
   mutable std::mutex mutex_;  // guards params_ (lazy initialisation and set_weights)
+  std::mutex update_mutex_;   // one set_weights at a time: its read-modify-write is atomic
   mutable std::shared_ptr<const Parameters> params_;
 };
 

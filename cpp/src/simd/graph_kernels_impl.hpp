@@ -1,11 +1,10 @@
 // GAT/GATv2 kernels, written once on `Vec` (kernels_impl.hpp includes this file at its end,
 // inside each per-ISA translation unit; everything here lives in RUVECTOR_ISA_NS).
 //
-// One target node at a time, one pass over its incoming edges: each edge's scores fold into a
-// running (online) softmax per head, and its source row into accumulators rescaled when a
-// head's maximum rises, so the gathers of scores and rows overlap with no barrier between
-// them. Memory: the target's raw scores [edges × H] (for the coefficients) and one row of
-// accumulators per task; never an E·H·C temporary.
+// Per task (a range of target nodes with ~4k edges): score the incoming edges of each target
+// into a small [edges × H] buffer, softmax each head over them, then gather the source rows
+// to aggregate. Memory is that buffer plus one row of accumulators per task: never an E·H·C
+// temporary.
 #include "graph_kernels.hpp"
 
 // Prefetch helpers must be inlined: GCC finds a function whose only effect is a prefetch
@@ -30,7 +29,7 @@ namespace {
 // Gathers of source rows miss the cache (random graphs): rows are requested this many edges
 // ahead in the CSR order, across target boundaries, into L2 (more misses in flight than L1).
 constexpr std::int64_t kRowsAhead = RUVECTOR_GAT_AHEAD;
-constexpr std::int64_t kScoresAhead = 16;  // GAT: the per-node score halves (one line each)
+constexpr std::int64_t kScoresAhead = 16;  // GAT: the small per-node score rows
 
 RUVECTOR_GAT_INLINE void prefetch_lines(const float* first, std::size_t n) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
@@ -92,22 +91,19 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
   return true;
 }
 
-// Per-task scratch.
+// Per-task scratch: scores of one target's edges, accumulators and small per-head rows.
 struct GatScratch {
-  float* scores;   // [max_edges × H]: raw scores of the current target's edges
-  float* acc;      // [H·C]: Σ exp(s − m)·x_j per head, rescaled as m rises
-  float* proj;     // [H·C]: GATv2 projected edge features of the current edge
-  float* terms;    // [H·C]: GATv2 per-channel terms when C is not a multiple of the width
-  float* cur;      // [Hp]: current edge's scores, padded to whole vectors (pad lanes 0)
-  float* head_max; // [Hp]: running maximum per head (−inf before any edge)
-  float* head_sum; // [Hp]: running Σ exp(s − max) per head
-  float* scale;    // [Hp]: exp(old max − new max) of the current edge
-  float* prob;     // [Hp]: exp(s − new max) of the current edge
-  float* pattern;  // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
-  float* x_dst;    // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
+  float* scores;    // [max_edges × H]
+  float* acc;       // [H·C] (padded)
+  float* row;       // [H·C]: an expanded coefficient row (GAT) or projected edge features (v2)
+  float* terms;     // [H·C]: v2 per-channel terms when C is not a multiple of the width
+  float* pattern;   // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
+  float* phase_acc; // [lcm(H, W)]: per-phase accumulators of reduce_heads
+  float* x_dst;     // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
   std::size_t first_target;
-  std::size_t padded_heads;  // Hp
-  std::size_t period;        // lcm(H, W)
+  float* head_max;  // [H]
+  float* head_inv;  // [H]
+  std::size_t period;  // lcm(H, W)
 };
 
 // x[k·H + h] = f(x[k·H + h], pattern[h]) over n·H values with vectors: the head of each lane
@@ -124,12 +120,64 @@ void per_head_pass(float* x, std::size_t total, const float* pattern, std::size_
   for (; t < total; ++t, ++phase) x[t] = sop(x[t], pattern[phase]);  // phase < period here
 }
 
-// pattern[u] = values[u mod H] for u < period (a running counter: no division per element).
+// out[h] = fold of column h of s[total / H × H] (row-major) with `vop` / `sop`, by vectors:
+// vector t sees the heads of phase (t·W) mod period, so one accumulator per phase suffices.
+template <class VecOp, class ScalarOp>
+void reduce_heads(const float* s, std::size_t total, std::size_t heads, GatScratch& w, float init, VecOp vop,
+                  ScalarOp sop, float* out) noexcept {
+  for (std::size_t h = 0; h < heads; ++h) out[h] = init;
+  std::size_t t = 0;
+  if (w.period == W) {  // H divides the width: one register accumulator
+    reg acc = Vec::broadcast(init);
+    for (; t + W <= total; t += W) acc = vop(acc, Vec::load(s + t));
+    Vec::store(w.phase_acc, acc);
+  } else {
+    for (std::size_t u = 0; u < w.period; u += W) Vec::store(w.phase_acc + u, Vec::broadcast(init));
+    std::size_t phase = 0;
+    for (; t + W <= total; t += W) {
+      Vec::store(w.phase_acc + phase, vop(Vec::load(w.phase_acc + phase), Vec::load(s + t)));
+      phase += W;
+      if (phase == w.period) phase = 0;
+    }
+  }
+  // (running head counters: an integer division per element would cost more than the rest)
+  for (std::size_t u = 0, h = 0; u < w.period; ++u) {
+    out[h] = sop(out[h], w.phase_acc[u]);
+    if (++h == heads) h = 0;
+  }
+  for (std::size_t h = t % heads; t < total; ++t) {  // fewer than W left
+    out[h] = sop(out[h], s[t]);
+    if (++h == heads) h = 0;
+  }
+}
+
+// pattern[u] = values[u mod H] for u < period.
 void fill_pattern(float* pattern, std::size_t period, const float* values, std::size_t heads) noexcept {
   for (std::size_t u = 0, h = 0; u < period; ++u) {
     pattern[u] = values[h];
     if (++h == heads) h = 0;
   }
+}
+
+// Softmax of each head (column) of s[n × H] in place, as PyG: exp(s − max) / (Σ + 1e-16).
+// (A NaN score makes its head's sum, hence all its coefficients, NaN whatever the max.)
+void softmax_heads(float* s, std::size_t n, std::size_t heads, GatScratch& w) noexcept {
+  const std::size_t total = n * heads;
+  reduce_heads(
+      s, total, heads, w, kNegInf, [](reg a, reg b) { return Vec::max(a, b); },
+      [](float a, float b) { return b > a ? b : a; }, w.head_max);
+  fill_pattern(w.pattern, w.period, w.head_max, heads);
+  per_head_pass(
+      s, total, w.pattern, w.period, [](reg x, reg m) { return Vec::exp(Vec::sub(x, m)); },
+      [](float x, float m) { return scalar_exp(x - m); });
+  reduce_heads(
+      s, total, heads, w, 0.0f, [](reg a, reg b) { return Vec::add(a, b); }, [](float a, float b) { return a + b; },
+      w.head_inv);
+  for (std::size_t h = 0; h < heads; ++h) w.head_inv[h] = 1.0f / (w.head_inv[h] + 1e-16f);
+  fill_pattern(w.pattern, w.period, w.head_inv, heads);
+  per_head_pass(
+      s, total, w.pattern, w.period, [](reg x, reg inv) { return Vec::mul(x, inv); },
+      [](float x, float inv) { return x * inv; });
 }
 
 // The source row and edge-feature row of the k-th edge of target i.
@@ -155,137 +203,136 @@ std::size_t edges_of(const GatParams& p, std::size_t i) noexcept {
   return n + (p.add_self_loops ? 1 : 0);
 }
 
-// GAT: e = LeakyReLU(α_src[j] + α_dst[i] (+ α_edge)), per head, into sk[H].
-void score_gat(const GatParams& p, std::size_t i, EdgeRef e, float* sk) noexcept {
+// GAT: e = LeakyReLU(α_src[j] + α_dst[i] (+ α_edge)), per head.
+void score_gat(const GatParams& p, std::size_t i, float* s, std::int64_t end) noexcept {
   const std::size_t H = p.heads;
-  const float* as = p.alpha_src + static_cast<std::size_t>(e.source) * H;
   const float* ad = p.alpha_dst + i * H;
-  const float* ae = nullptr;
-  if (p.edge_alpha)
-    ae = e.feature_row >= 0 ? p.edge_alpha + static_cast<std::size_t>(e.feature_row) * H : p.loop_alpha + i * H;
-  for (std::size_t h = 0; h < H; ++h) {
-    float v = as[h] + ad[h];
-    if (ae) v += ae[h];
-    sk[h] = leaky_relu(v, p.negative_slope);
-  }
-}
-
-// GATv2: e = att·LeakyReLU(x_l[j] + x_r[i] (+ W_e f)), per head, into sk[H].
-void score_gatv2(const GatParams& p, std::size_t i, EdgeRef e, const float* xl, const float* xr, float* sk,
-                 GatScratch& w) noexcept {
-  const std::size_t H = p.heads, C = p.channels, HC = H * C;
-  const float* proj = nullptr;
-  if (p.edge_features) {
-    const float* f = e.feature_row >= 0 ? p.edge_features + static_cast<std::size_t>(e.feature_row) * p.ld_ef
-                                        : p.loop_features + i * p.edge_dim;
-    std::memset(w.proj, 0, HC * sizeof(float));
-    for (std::size_t d = 0; d < p.edge_dim; ++d) axpy_kernel(f[d], p.edge_proj + d * HC, w.proj, HC);
-    proj = w.proj;
-  }
-  const reg vslope = Vec::broadcast(p.negative_slope);
-  if (C % W == 0) {
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    prefetch_ahead(p, e.pos, kScoresAhead, end, p.alpha_src, H, H);
+    const float* as = p.alpha_src + static_cast<std::size_t>(e.source) * H;
+    const float* ae = nullptr;
+    if (p.edge_alpha)
+      ae = e.feature_row >= 0 ? p.edge_alpha + static_cast<std::size_t>(e.feature_row) * H : p.loop_alpha + i * H;
+    float* sk = s + k * H;
     for (std::size_t h = 0; h < H; ++h) {
-      reg acc = Vec::zero();
-      for (std::size_t c = h * C; c < (h + 1) * C; c += W) {
-        reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
-        if (proj) t = Vec::add(t, Vec::load(proj + c));
-        acc = Vec::fma(leaky_relu_vec(t, vslope), Vec::load(p.att + c), acc);
-      }
-      sk[h] = Vec::hsum(acc);
+      float v = as[h] + ad[h];
+      if (ae) v += ae[h];
+      sk[h] = leaky_relu(v, p.negative_slope);
     }
-    return;
-  }
-  std::size_t c = 0;
-  for (; c + W <= HC; c += W) {
-    reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
-    if (proj) t = Vec::add(t, Vec::load(proj + c));
-    Vec::store(w.terms + c, Vec::mul(leaky_relu_vec(t, vslope), Vec::load(p.att + c)));
-  }
-  for (; c < HC; ++c) {
-    float t = xr[c] + xl[c];
-    if (proj) t += proj[c];
-    w.terms[c] = leaky_relu(t, p.negative_slope) * p.att[c];
-  }
-  for (std::size_t h = 0; h < H; ++h) {
-    float v = 0.0f;
-    for (std::size_t cc = h * C; cc < (h + 1) * C; ++cc) v += w.terms[cc];
-    sk[h] = v;
-  }
+  });
 }
 
-// The shift exp() is taken against: the running maximum, or 0 while it is −inf (so a −inf
-// score contributes exp(−inf) = 0 instead of NaN, as in a two-pass softmax).
-inline reg safe_shift(reg m) noexcept { return Vec::where_gt(m, Vec::broadcast(kNegInf), Vec::zero(), m); }
-
-// Folds one edge (scores sk[H], source row xj) into the target's running softmax and sums.
-void fold_edge(const GatParams& p, const float* sk, const float* xj, GatScratch& w) noexcept {
-  const std::size_t H = p.heads, C = p.channels;
-  std::memcpy(w.cur, sk, H * sizeof(float));
-  for (std::size_t hv = 0; hv < w.padded_heads; hv += W) {
-    const reg s = Vec::load(w.cur + hv), m_old = Vec::load(w.head_max + hv);
-    const reg m_new = Vec::max(m_old, s);
-    const reg shift = safe_shift(m_new);
-    const reg scale = Vec::exp(Vec::sub(safe_shift(m_old), shift));
-    const reg prob = Vec::exp(Vec::sub(s, shift));
-    Vec::store(w.head_max + hv, m_new);
-    Vec::store(w.scale + hv, scale);
-    Vec::store(w.prob + hv, prob);
-    Vec::store(w.head_sum + hv, Vec::fma(Vec::load(w.head_sum + hv), scale, prob));
-  }
-  for (std::size_t h = 0; h < H; ++h) {
-    const float sc = w.scale[h], pr = w.prob[h];
-    float* acc = w.acc + h * C;
-    const float* x = xj + h * C;
-    if (C % W == 0) {
-      const reg vp = Vec::broadcast(pr);
-      if (sc == 1.0f) {  // the usual case: the maximum did not move
-        for (std::size_t c = 0; c < C; c += W) Vec::store(acc + c, Vec::fma(vp, Vec::load(x + c), Vec::load(acc + c)));
-      } else {
-        const reg vs = Vec::broadcast(sc);
-        for (std::size_t c = 0; c < C; c += W)
-          Vec::store(acc + c, Vec::fma(vp, Vec::load(x + c), Vec::mul(Vec::load(acc + c), vs)));
+// GATv2: e = att·LeakyReLU(x_l[j] + x_r[i] (+ W_e f)), per head.
+void score_gatv2(const GatParams& p, std::size_t i, float* s, GatScratch& w, std::int64_t end) noexcept {
+  const std::size_t H = p.heads, C = p.channels, HC = H * C;
+  const float* xr = w.x_dst + (i - w.first_target) * HC;
+  const reg vslope = Vec::broadcast(p.negative_slope);
+  const bool whole_vectors = C % W == 0;
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);
+    const float* xl = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
+    const float* proj = nullptr;
+    if (p.edge_features) {
+      const float* f = e.feature_row >= 0 ? p.edge_features + static_cast<std::size_t>(e.feature_row) * p.ld_ef
+                                          : p.loop_features + i * p.edge_dim;
+      std::memset(w.row, 0, HC * sizeof(float));
+      for (std::size_t d = 0; d < p.edge_dim; ++d) axpy_kernel(f[d], p.edge_proj + d * HC, w.row, HC);
+      proj = w.row;
+    }
+    float* sk = s + k * H;
+    if (whole_vectors) {
+      for (std::size_t h = 0; h < H; ++h) {
+        reg acc = Vec::zero();
+        for (std::size_t c = h * C; c < (h + 1) * C; c += W) {
+          reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
+          if (proj) t = Vec::add(t, Vec::load(proj + c));
+          acc = Vec::fma(leaky_relu_vec(t, vslope), Vec::load(p.att + c), acc);
+        }
+        sk[h] = Vec::hsum(acc);
       }
     } else {
-      for (std::size_t c = 0; c < C; ++c) acc[c] = acc[c] * sc + pr * x[c];
+      std::size_t c = 0;
+      for (; c + W <= HC; c += W) {
+        reg t = Vec::add(Vec::load(xr + c), Vec::load(xl + c));
+        if (proj) t = Vec::add(t, Vec::load(proj + c));
+        Vec::store(w.terms + c, Vec::mul(leaky_relu_vec(t, vslope), Vec::load(p.att + c)));
+      }
+      for (; c < HC; ++c) {
+        float t = xr[c] + xl[c];
+        if (proj) t += proj[c];
+        w.terms[c] = leaky_relu(t, p.negative_slope) * p.att[c];
+      }
+      for (std::size_t h = 0; h < H; ++h) {
+        float v = 0.0f;
+        for (std::size_t cc = h * C; cc < (h + 1) * C; ++cc) v += w.terms[cc];
+        sk[h] = v;
+      }
     }
-  }
+  });
 }
 
-// out_i = acc / (Σ + 1e-16) per head (PyG's softmax epsilon), concatenated or averaged, + bias.
-void write_output(const GatParams& p, std::size_t i, GatScratch& w) noexcept {
+constexpr std::size_t kAccVectors = 8;  // accumulators kept in registers over one pass of edges
+
+// acc[H·C] = Σ_k α[k, h] · x_src[source_k, h·C:(h+1)·C]. When C is a multiple of the width,
+// columns are taken kAccVectors vectors at a time with the sums in registers across all edges
+// (a second pass re-reads rows the first brought into L1); otherwise through memory.
+void aggregate(const GatParams& p, std::size_t i, const float* s, GatScratch& w, std::int64_t end) noexcept {
+  const std::size_t H = p.heads, C = p.channels, HC = H * C;
+  std::size_t c0 = 0;
+  if (C % W == 0) {
+    for (; c0 + kAccVectors * W <= HC; c0 += kAccVectors * W) {
+      reg acc[kAccVectors];
+      std::size_t head[kAccVectors];
+      for (std::size_t v = 0; v < kAccVectors; ++v) {
+        acc[v] = Vec::zero();
+        head[v] = (c0 + v * W) / C;
+      }
+      const bool first = c0 == 0;
+      for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+        if (first && !p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);  // v2: scoring did
+        const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src + c0;
+        const float* a = s + k * H;
+        for (std::size_t v = 0; v < kAccVectors; ++v)
+          acc[v] = Vec::fma(Vec::broadcast(a[head[v]]), Vec::load(xj + v * W), acc[v]);
+      });
+      for (std::size_t v = 0; v < kAccVectors; ++v) Vec::store(w.acc + c0 + v * W, acc[v]);
+    }
+    if (c0 == HC) return;
+  }
+  // The remaining columns [c0, H·C), accumulated in memory.
+  std::memset(w.acc + c0, 0, (HC - c0) * sizeof(float));
+  const bool first = c0 == 0;
+  for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
+    if (first && !p.v2) prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);
+    const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
+    const float* a = s + k * H;
+    for (std::size_t h = c0 / C; h < H; ++h)
+      for (std::size_t c = std::max(c0, h * C); c < (h + 1) * C; ++c) w.row[c] = a[h];
+    std::size_t c = c0;
+    for (; c + W <= HC; c += W)
+      Vec::store(w.acc + c, Vec::fma(Vec::load(w.row + c), Vec::load(xj + c), Vec::load(w.acc + c)));
+    for (; c < HC; ++c) w.acc[c] += w.row[c] * xj[c];
+  });
+}
+
+void write_output(const GatParams& p, std::size_t i, const GatScratch& w) noexcept {
   const std::size_t H = p.heads, C = p.channels;
-  for (std::size_t h = 0; h < H; ++h) w.scale[h] = 1.0f / (w.head_sum[h] + 1e-16f);  // reused: 1 / Σ
   float* out = p.out + i * p.ldo;
   if (p.concat) {
-    for (std::size_t h = 0; h < H; ++h) {
-      const float inv = w.scale[h];
-      for (std::size_t c = h * C; c < (h + 1) * C; ++c) out[c] = p.bias ? w.acc[c] * inv + p.bias[c] : w.acc[c] * inv;
-    }
+    for (std::size_t c = 0; c < H * C; ++c) out[c] = p.bias ? w.acc[c] + p.bias[c] : w.acc[c];
     return;
   }
   const float inv_heads = 1.0f / static_cast<float>(H);
   for (std::size_t c = 0; c < C; ++c) {
     float v = 0.0f;
-    for (std::size_t h = 0; h < H; ++h) v += w.acc[h * C + c] * w.scale[h];
+    for (std::size_t h = 0; h < H; ++h) v += w.acc[h * C + c];
     v *= inv_heads;
     out[c] = p.bias ? v + p.bias[c] : v;
   }
 }
 
-// Coefficients exp(s − max) / (Σ + 1e-16) of target i's n edges, to their rows.
-void write_weights(const GatParams& p, std::size_t i, std::size_t n, GatScratch& w) noexcept {
+void write_weights(const GatParams& p, std::size_t i, const float* s) noexcept {
   const std::size_t H = p.heads;
-  float* s = w.scores;
-  for (std::size_t hv = 0; hv < w.padded_heads; hv += W)
-    Vec::store(w.head_max + hv, safe_shift(Vec::load(w.head_max + hv)));
-  fill_pattern(w.pattern, w.period, w.head_max, H);
-  per_head_pass(
-      s, n * H, w.pattern, w.period, [](reg x, reg m) { return Vec::exp(Vec::sub(x, m)); },
-      [](float x, float m) { return scalar_exp(x - m); });
-  fill_pattern(w.pattern, w.period, w.scale, H);  // 1 / Σ, from write_output
-  per_head_pass(
-      s, n * H, w.pattern, w.period, [](reg x, reg inv) { return Vec::mul(x, inv); },
-      [](float x, float inv) { return x * inv; });
   auto put = [&](std::size_t row, std::size_t k) { std::memcpy(p.weights + row * H, s + k * H, H * sizeof(float)); };
   std::size_t k = 0;
   for (std::int64_t e = p.indptr[i]; e < p.indptr[i + 1]; ++e)
@@ -298,34 +345,55 @@ void write_weights(const GatParams& p, std::size_t i, std::size_t n, GatScratch&
 
 bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end) noexcept {
   if (node_begin >= node_end) return true;
-  const std::size_t H = p.heads, C = p.channels, HC = H * C;
-  std::size_t max_edges = 1;
-  if (p.weights)
-    for (std::size_t i = node_begin; i < node_end; ++i) max_edges = std::max(max_edges, edges_of(p, i));
+  const std::size_t H = p.heads, HC = p.heads * p.channels;
+  // GAT keeps the coefficients of the whole task (its edges × H, L2-sized: tasks are ~4k
+  // edges), GATv2 those of one target at a time.
+  std::size_t score_rows = 1;
+  for (std::size_t i = node_begin; i < node_end; ++i)
+    score_rows = p.v2 ? std::max(score_rows, edges_of(p, i)) : score_rows + edges_of(p, i);
   const std::size_t period = H / gcd_size(H, W) * W;
-  const std::size_t hp = (H + W - 1) / W * W;
   const std::size_t padded = (HC + W - 1) / W * W;
   const std::size_t targets = p.v2 ? node_end - node_begin : 0;
-  const std::size_t size = max_edges * H + 3 * padded + 5 * hp + period + targets * HC;
+  const std::size_t size = score_rows * H + 3 * padded + 2 * period + 2 * H + targets * HC;
   Scratch<float> buf(size);
   if (!buf.ok(size)) return false;
   GatScratch w;
   w.scores = buf.ptr;
-  w.acc = w.scores + max_edges * H;
-  w.proj = w.acc + padded;
-  w.terms = w.proj + padded;
-  w.cur = w.terms + padded;
-  w.head_max = w.cur + hp;
-  w.head_sum = w.head_max + hp;
-  w.scale = w.head_sum + hp;
-  w.prob = w.scale + hp;
-  w.pattern = w.prob + hp;
-  w.x_dst = w.pattern + period;
+  w.acc = w.scores + score_rows * H;
+  w.row = w.acc + padded;
+  w.terms = w.row + padded;
+  w.pattern = w.terms + padded;
+  w.phase_acc = w.pattern + period;
+  w.head_max = w.phase_acc + period;
+  w.head_inv = w.head_max + H;
+  w.x_dst = w.head_inv + H;
   w.first_target = node_begin;
-  w.padded_heads = hp;
   w.period = period;
-  std::memset(w.cur, 0, hp * sizeof(float));  // pad lanes stay 0
-  if (p.v2) {  // this task's target rows, while they are needed: L2-sized, never [N, H·C]
+  const std::int64_t end = p.indptr[node_end];
+
+  if (!p.v2) {
+    // Two sweeps over the task: all scores and softmaxes (gathers of the small α_src rows),
+    // then all aggregations (gathers of the source rows). Each sweep's loads are independent
+    // of each other, so many misses are in flight at once; interleaving the two per target
+    // put a softmax between them and left the memory idle.
+    float* s = w.scores;
+    for (std::size_t i = node_begin; i < node_end; ++i) {
+      const std::size_t n = edges_of(p, i);
+      score_gat(p, i, s, end);
+      if (n > 0) softmax_heads(s, n, H, w);
+      s += n * H;
+    }
+    s = w.scores;
+    for (std::size_t i = node_begin; i < node_end; ++i) {
+      aggregate(p, i, s, w, end);
+      write_output(p, i, w);
+      if (p.weights) write_weights(p, i, s);
+      s += edges_of(p, i) * H;
+    }
+    return true;
+  }
+
+  {  // this task's target rows, while they are needed: L2-sized, never [N, H·C]
     GatTransform t;
     t.x = p.x + node_begin * p.ld_x;
     t.ld_x = p.ld_x;
@@ -333,38 +401,20 @@ bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end
     t.bias = p.b_dst;
     t.in_features = p.in_features;
     t.heads = H;
-    t.channels = C;
+    t.channels = p.channels;
     t.out = w.x_dst;
     t.ld_out = HC;
     if (!transform_kernel(t, 0, targets)) return false;
   }
-  const std::int64_t end = p.indptr[node_end];
-  float edge_scores[64];  // one edge's scores when the coefficients are not kept
-  float* one_edge = H <= 64 ? edge_scores : w.scores;
-
+  // GATv2 scores need the source rows themselves: score, softmax and aggregate per target,
+  // the second read of each row hitting L1.
   for (std::size_t i = node_begin; i < node_end; ++i) {
-    for (std::size_t h = 0; h < hp; ++h) {
-      w.head_max[h] = kNegInf;
-      w.head_sum[h] = 0.0f;
-    }
-    std::memset(w.acc, 0, HC * sizeof(float));
-    const float* xr = p.v2 ? w.x_dst + (i - node_begin) * HC : nullptr;
-    std::size_t n = 0;
-    for_each_edge(p, i, [&](std::size_t k, EdgeRef e) {
-      // gathers miss the cache on large graphs: request them ahead, across target boundaries
-      prefetch_ahead(p, e.pos, kRowsAhead, end, p.x_src, p.ld_src, HC);
-      if (!p.v2) prefetch_ahead(p, e.pos, kScoresAhead, end, p.alpha_src, H, H);
-      const float* xj = p.x_src + static_cast<std::size_t>(e.source) * p.ld_src;
-      float* sk = p.weights ? w.scores + k * H : one_edge;
-      if (p.v2)
-        score_gatv2(p, i, e, xj, xr, sk, w);
-      else
-        score_gat(p, i, e, sk);
-      fold_edge(p, sk, xj, w);
-      n = k + 1;
-    });
+    const std::size_t n = edges_of(p, i);
+    score_gatv2(p, i, w.scores, w, end);
+    if (n > 0) softmax_heads(w.scores, n, H, w);
+    aggregate(p, i, w.scores, w, end);
     write_output(p, i, w);
-    if (p.weights) write_weights(p, i, n, w);
+    if (p.weights) write_weights(p, i, w.scores);
   }
   return true;
 }

@@ -192,19 +192,23 @@ float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
   return s;
 }
 
-// x[i] = exp(scale * x[i] - shift); returns the sum. Fuses the score scaling into the exp pass.
+// x[i] = exp(fl(scale * x[i]) - shift); returns the sum. Folds the score scaling into the exp
+// pass. The product is rounded before the shift (no FMA, and the kernels are compiled with
+// -ffp-contract=off): shift = fl(scale * max), so the largest score gives exactly exp(0) even
+// when scale * x is huge; a fused a*b-c would leave its rounding error in the exponent.
 float exp_scale_shift_sum(float* x, std::size_t n, float scale, float shift) noexcept {
-  const reg vs = Vec::broadcast(-shift), va = Vec::broadcast(scale);
+  const reg vs = Vec::broadcast(shift), va = Vec::broadcast(scale);
   reg acc = Vec::zero();
   std::size_t i = 0;
   for (; i + W <= n; i += W) {
-    reg e = Vec::exp(Vec::fma(Vec::load(x + i), va, vs));
+    reg e = Vec::exp(Vec::sub(Vec::mul(Vec::load(x + i), va), vs));
     Vec::store(x + i, e);
     acc = Vec::add(acc, e);
   }
   float s = Vec::hsum(acc);
   for (; i < n; ++i) {
-    x[i] = scalar_exp(x[i] * scale - shift);
+    const float scaled = x[i] * scale;
+    x[i] = scalar_exp(scaled - shift);
     s += x[i];
   }
   return s;
@@ -532,6 +536,9 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
   float* w = p.weights + q0 * p.ldw;
   gemm_packed(qb, kend, p.d, p.q + q0 * p.ldq, p.ldq, job.kp, p.d * NR, w, p.ldw, false, nullptr);
   const bool full_scoring = p.additive_mask || p.bool_mask || p.times || p.causal;
+  // Rows with nothing to attend to: their values are zeros, set after the V product (0·inf in
+  // V would otherwise give NaN there).
+  bool dead[kQueryBlock] = {};
   for (std::size_t r = 0; r < qb; ++r) {
     float* row = w + r * p.ldw;
     if (kend < p.lk) std::memset(row + kend, 0, (p.lk - kend) * sizeof(float));
@@ -543,6 +550,7 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
       if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
         const bool nan = has_nan(row, kend);
         for (std::size_t j = 0; j < kend; ++j) row[j] = nan && row[j] != kNegInf ? row[j] : 0.0f;
+        dead[r] = !nan;
         continue;
       }
       sum = exp_shift_sum_kernel(row, kend, m);
@@ -554,6 +562,8 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
     if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
   }
   gemm_packed(qb, p.dv, kend, w, p.ldw, job.vp, job.vp_stride, p.out + q0 * p.ldo, p.ldo, false, nullptr);
+  for (std::size_t r = 0; r < qb; ++r)
+    if (dead[r] || kend == 0) std::memset(p.out + (q0 + r) * p.ldo, 0, p.dv * sizeof(float));
 }
 
 void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_end, float* kp, float* vp) noexcept {
@@ -604,8 +614,9 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
     std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
   }
   FlashJob job{&p, packed.ptr, packed.ptr + kp_size, 0, 0, 0, row_max, row_sum, {false}};
-  for (std::size_t k_begin = 0; k_begin < p.lk; k_begin += span) {
-    const std::size_t k_end = std::min(p.lk, k_begin + span);
+  const std::size_t visible = key_end(p, p.lq);  // causal: keys past the last query are unseen
+  for (std::size_t k_begin = 0; k_begin < visible; k_begin += span) {
+    const std::size_t k_end = std::min(visible, k_begin + span);
     pack_keys_values(p, k_begin, k_end, packed.ptr, packed.ptr + kp_size);
     job.k_begin = k_begin;
     job.k_end = k_end;
