@@ -88,7 +88,7 @@ def run(quick: bool = False) -> list[Row]:
     sizes = SIZES[:1] if quick else SIZES
     for n, e in sizes:
         scope: dict[str, object] = {}
-        exec(_INPUTS.format(seed=n, n=n, f=F, e=e), scope)  # noqa: S102 (our own constant code)
+        exec(_INPUTS.format(seed=n, n=n, f=F, e=e), scope)  # our own constant code, shared with _rss
         x, edge_index = scope["x"], scope["edge_index"]
         start = time.perf_counter()
         graph = rv.GraphStructure.from_edge_index(edge_index, n)
@@ -99,8 +99,8 @@ def run(quick: bool = False) -> list[Row]:
         for variant in ("gat", "gatv2"):
             layer = _layer(variant)
             cands = {
-                "ruvector": lambda layer=layer: layer.compute(x, graph, need_weights=False),
-                "ruvector_raw": lambda layer=layer: layer.compute(x, pairs, need_weights=False),
+                "ruvector": lambda layer=layer, x=x, graph=graph: layer.compute(x, graph, need_weights=False),
+                "ruvector_raw": lambda layer=layer, x=x, pairs=pairs: layer.compute(x, pairs, need_weights=False),
             }
             extra: dict[str, str] = {}
             if torch is not None:

@@ -46,8 +46,8 @@ std::int64_t to_num_nodes(py::handle obj) {
 // complex and non-arrays raise InvalidInput naming `name`.
 py::array_t<std::int64_t> to_index_array(py::handle obj, const char* name, const char* shape_hint) {
   if (is_non_array(obj))
-    throw InvalidInput(std::string(name) + " must be an integer array " + shape_hint + " or a sequence of (source, target) pairs, got " +
-                       type_name(obj));
+    throw InvalidInput(std::string(name) + " must be an integer array " + shape_hint +
+                       " or a sequence of (source, target) pairs, got " + type_name(obj));
   py::array a;
   try {
     a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
@@ -63,7 +63,9 @@ py::array_t<std::int64_t> to_index_array(py::handle obj, const char* name, const
   if (kind != 'i' && kind != 'u' && !empty_float)
     throw InvalidInput(std::string(name) + " must hold integer node indices " + shape_hint + ", got dtype " +
                        std::string(py::str(a.dtype())) +
-                       (kind == 'f' ? "; convert with .astype(np.int64)" : kind == 'O' ? " (ragged or mixed pairs?)" : ""));
+                       (kind == 'f'   ? "; convert with .astype(np.int64)"
+                        : kind == 'O' ? " (ragged or mixed pairs?)"
+                                      : ""));
   return py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
 }
 
@@ -91,8 +93,8 @@ GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle
   if (idx.size() > 0) {
     const bool ok = idx.ndim() == 2 && (edge_index ? idx.shape(0) == 2 : idx.shape(1) == 2);
     if (!ok) {
-      std::string fix = edge_index ? "give row 0 the sources and row 1 the targets"
-                                   : "give one (source, target) row per edge";
+      std::string fix =
+          edge_index ? "give row 0 the sources and row 1 the targets" : "give one (source, target) row per edge";
       if (!edge_index && idx.ndim() == 2 && idx.shape(0) == 2)
         fix = "for PyG's [2, E] layout use GraphStructure.from_edge_index";
       else if (edge_index && idx.ndim() == 2 && idx.shape(1) == 2)
@@ -127,14 +129,20 @@ GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle
 GraphStructure to_graph(py::handle obj, std::int64_t num_nodes) {
   if (py::isinstance<GraphStructure>(obj)) return obj.cast<GraphStructure>();
   if (is_non_array(obj))
-    throw InvalidInput("graph must be a GraphStructure, a sequence of (source, target) pairs or an integer array "
-                       "[E, 2], got " + type_name(obj));
+    throw InvalidInput(
+        "graph must be a GraphStructure, a sequence of (source, target) pairs or an integer array "
+        "[E, 2], got " +
+        type_name(obj));
   return make_graph(obj, py::int_(num_nodes), py::none(), false, "graph");
 }
 
-py::object optional_int(const std::optional<std::int64_t>& v) { return v ? py::object(py::int_(*v)) : py::none(); }
+py::object optional_int(const std::optional<std::int64_t>& v) {
+  return v ? py::object(py::int_(*v)) : py::none();
+}
 
-const char* variant_name(GraphVariant v) { return v == GraphVariant::Gat ? "gat" : "gatv2"; }
+const char* variant_name(GraphVariant v) {
+  return v == GraphVariant::Gat ? "gat" : "gatv2";
+}
 
 GraphVariant parse_variant(const std::string& name) {
   std::string s = name;
@@ -180,7 +188,9 @@ py::dict options_dict(const GraphAttention& a) {
   return d;
 }
 
-bool is_head_tensor(const std::string& name) { return name == "att" || name.rfind("att_", 0) == 0; }
+bool is_head_tensor(const std::string& name) {
+  return name == "att" || name.rfind("att_", 0) == 0;
+}
 bool is_vector(const std::string& name) {
   return name == "bias" || (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
 }
@@ -231,8 +241,8 @@ GraphWeights weights_from_python(const GraphAttention& layer, py::handle obj) {
     const std::string name = pair[0].cast<std::string>();
     const auto names = layer.weight_names();
     // An unknown name goes through unconverted: set_weights reports it, listing the names.
-    w[name] = std::find(names.begin(), names.end(), name) != names.end() ? weight_from_python(name, pair[1])
-                                                                          : RowMatrixXf();
+    w[name] =
+        std::find(names.begin(), names.end(), name) != names.end() ? weight_from_python(name, pair[1]) : RowMatrixXf();
   }
   return w;
 }
@@ -262,8 +272,8 @@ JobPtr prepare(py::handle self, py::handle node_features, py::handle graph, bool
 }
 
 std::string graph_repr(const GraphStructure& g) {
-  std::string s = "GraphStructure(num_nodes=" + std::to_string(g.num_nodes()) +
-                  ", num_edges=" + std::to_string(g.num_edges());
+  std::string s =
+      "GraphStructure(num_nodes=" + std::to_string(g.num_nodes()) + ", num_edges=" + std::to_string(g.num_edges());
   if (g.has_edge_features()) s += ", edge_feature_dim=" + std::to_string(g.edge_feature_dim());
   return s + ")";
 }
@@ -293,17 +303,20 @@ void register_graph(py::module_& m) {
           "From PyG's edge_index [2, E] (row 0 sources, row 1 targets).")
       .def_property_readonly("num_nodes", &GraphStructure::num_nodes)
       .def_property_readonly("num_edges", &GraphStructure::num_edges)
-      .def_property_readonly("edge_feature_dim", [](const GraphStructure& g) -> py::object {
-        return g.has_edge_features() ? py::object(py::int_(g.edge_feature_dim())) : py::none();
-      })
+      .def_property_readonly("edge_feature_dim",
+                             [](const GraphStructure& g) -> py::object {
+                               return g.has_edge_features() ? py::object(py::int_(g.edge_feature_dim())) : py::none();
+                             })
       .def_property_readonly("has_self_loops", &GraphStructure::has_self_loops)
-      .def_property_readonly("edges", [](const GraphStructure& g) { return to_numpy(g.edges()); },
-                             "The edges as given, [E, 2] int64 (a new array).")
-      .def_property_readonly("edge_index",
-                             [](const GraphStructure& g) {
-                               return py::array(numpy().attr("ascontiguousarray")(to_numpy(g.edges()).attr("T")));
-                             },
-                             "The edges as PyG's edge_index, [2, E] int64 (a new array).")
+      .def_property_readonly(
+          "edges", [](const GraphStructure& g) { return to_numpy(g.edges()); },
+          "The edges as given, [E, 2] int64 (a new array).")
+      .def_property_readonly(
+          "edge_index",
+          [](const GraphStructure& g) {
+            return py::array(numpy().attr("ascontiguousarray")(to_numpy(g.edges()).attr("T")));
+          },
+          "The edges as PyG's edge_index, [2, E] int64 (a new array).")
       .def_property_readonly("edge_features", &edge_features_of, "[E, F] float32 (a new array) or None.")
       .def("__repr__", &graph_repr)
       .def(py::pickle(
@@ -322,8 +335,9 @@ void register_graph(py::module_& m) {
            py::arg("concat") = true, py::arg("negative_slope") = 0.2, py::arg("add_self_loops") = true,
            py::arg("edge_dim") = py::none(), py::arg("variant") = "gat")
       .def_property_readonly("config", &GraphAttention::config)
-      .def_property_readonly("in_features", [](const GraphAttention& a) { return optional_int(a.in_features()); },
-                             "Input width, or None until fixed by set_weights or the first call.")
+      .def_property_readonly(
+          "in_features", [](const GraphAttention& a) { return optional_int(a.in_features()); },
+          "Input width, or None until fixed by set_weights or the first call.")
       .def_property_readonly("out_features", &GraphAttention::out_features)
       .def_property_readonly("num_heads", &GraphAttention::num_heads)
       .def_property_readonly("head_dim", &GraphAttention::head_dim)
@@ -344,8 +358,9 @@ void register_graph(py::module_& m) {
             return JobHandle{prepare(self, x, graph, need_weights)};
           },
           py::arg("node_features"), py::arg("graph"), py::kw_only(), py::arg("need_weights") = true)
-      .def("get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
-           "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
+      .def(
+          "get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
+          "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
       .def(
           "set_weights", [](GraphAttention& a, py::handle w) { a.set_weights(weights_from_python(a, w)); },
           py::arg("weights"),
@@ -369,9 +384,9 @@ void register_graph(py::module_& m) {
           [](py::tuple t) {
             if (t.size() != 3) throw InvalidInput("invalid GraphAttention pickle state");
             py::dict o = t[1];
-            GraphAttention a = make_layer(t[0], o["in_features"], o["concat"].cast<bool>(),
-                                          o["negative_slope"].cast<double>(), o["add_self_loops"].cast<bool>(),
-                                          o["edge_dim"], o["variant"].cast<std::string>());
+            GraphAttention a =
+                make_layer(t[0], o["in_features"], o["concat"].cast<bool>(), o["negative_slope"].cast<double>(),
+                           o["add_self_loops"].cast<bool>(), o["edge_dim"], o["variant"].cast<std::string>());
             if (!t[2].is_none()) a.set_weights(weights_from_python(a, t[2]));
             return a;
           }));

@@ -36,7 +36,9 @@ struct GraphStructure::Data {
 
 namespace {
 
-std::string node_range(std::int64_t n) { return "[0, num_nodes) = [0, " + std::to_string(n) + ")"; }
+std::string node_range(std::int64_t n) {
+  return "[0, num_nodes) = [0, " + std::to_string(n) + ")";
+}
 
 void check_index(std::int64_t value, std::int64_t edge, const char* role, std::int64_t num_nodes) {
   if (value < 0)
@@ -60,10 +62,8 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
                                            const std::int64_t* targets, std::ptrdiff_t target_stride,
                                            std::int64_t num_edges, std::int64_t num_nodes, const float* edge_features,
                                            std::int64_t feature_dim, std::int64_t feature_stride) {
-  if (num_nodes < 0)
-    throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(num_nodes));
-  if (num_edges < 0)
-    throw InvalidInput("the number of edges must be >= 0, got " + std::to_string(num_edges));
+  if (num_nodes < 0) throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(num_nodes));
+  if (num_edges < 0) throw InvalidInput("the number of edges must be >= 0, got " + std::to_string(num_edges));
   if (edge_features && feature_dim < 0)
     throw InvalidInput("edge_features must have >= 0 columns, got " + std::to_string(feature_dim));
   // Index arrays take 8 bytes (two floats' worth) per entry; refuse what cannot fit.
@@ -151,17 +151,17 @@ namespace {
 
 void check_edge_matrix(const Eigen::Ref<const RowMatrixXi64>& m, bool edge_index) {
   if (edge_index ? m.rows() != 2 : m.cols() != 2)
-    throw DimensionMismatch(std::string(edge_index ? "edge_index" : "edges") + " has shape " +
-                                detail::shape_str(m.rows(), m.cols()) + ", expected " +
-                                (edge_index ? "[2, E] (row 0 sources, row 1 targets)"
-                                            : "[E, 2] (one (source, target) row per edge)"),
-                            2, edge_index ? m.rows() : m.cols());
+    throw DimensionMismatch(
+        std::string(edge_index ? "edge_index" : "edges") + " has shape " + detail::shape_str(m.rows(), m.cols()) +
+            ", expected " +
+            (edge_index ? "[2, E] (row 0 sources, row 1 targets)" : "[E, 2] (one (source, target) row per edge)"),
+        2, edge_index ? m.rows() : m.cols());
 }
 
 void check_feature_rows(const MatrixRef& f, std::int64_t num_edges) {
   if (f.rows() != num_edges)
-    throw DimensionMismatch("edge_features has " + std::to_string(f.rows()) + " rows for " +
-                                std::to_string(num_edges) + " edges: give one feature row per edge, [E, F]",
+    throw DimensionMismatch("edge_features has " + std::to_string(f.rows()) + " rows for " + std::to_string(num_edges) +
+                                " edges: give one feature row per edge, [E, F]",
                             num_edges, f.rows());
 }
 
@@ -169,16 +169,16 @@ void check_feature_rows(const MatrixRef& f, std::int64_t num_edges) {
 
 GraphStructure::GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes) {
   check_edge_matrix(edges, false);
-  *this = from_arrays(edges.data(), edges.outerStride(), edges.data() + 1, edges.outerStride(), edges.rows(),
-                      num_nodes, nullptr, 0, 0);
+  *this = from_arrays(edges.data(), edges.outerStride(), edges.data() + 1, edges.outerStride(), edges.rows(), num_nodes,
+                      nullptr, 0, 0);
 }
 
 GraphStructure::GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes,
                                const MatrixRef& edge_features) {
   check_edge_matrix(edges, false);
   check_feature_rows(edge_features, edges.rows());
-  *this = from_arrays(edges.data(), edges.outerStride(), edges.data() + 1, edges.outerStride(), edges.rows(),
-                      num_nodes, edge_features.data(), edge_features.cols(), edge_features.outerStride());
+  *this = from_arrays(edges.data(), edges.outerStride(), edges.data() + 1, edges.outerStride(), edges.rows(), num_nodes,
+                      edge_features.data(), edge_features.cols(), edge_features.outerStride());
 }
 
 GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixXi64>& ei, std::int64_t num_nodes) {
@@ -194,14 +194,30 @@ GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixX
                      edge_features.cols(), edge_features.outerStride());
 }
 
-std::int64_t GraphStructure::num_nodes() const noexcept { return data_->csr.num_nodes; }
-std::int64_t GraphStructure::num_edges() const noexcept { return data_->csr.num_edges; }
-bool GraphStructure::has_edge_features() const noexcept { return data_->has_features; }
-std::int64_t GraphStructure::edge_feature_dim() const noexcept { return data_->edge_features.cols(); }
-bool GraphStructure::has_self_loops() const noexcept { return data_->csr.num_self_loops > 0; }
-const RowMatrixXf& GraphStructure::edge_features() const noexcept { return data_->edge_features; }
-const RowMatrixXf& GraphStructure::self_loop_features() const noexcept { return data_->loop_features; }
-const GraphCsr& GraphStructure::csr() const noexcept { return data_->csr; }
+std::int64_t GraphStructure::num_nodes() const noexcept {
+  return data_->csr.num_nodes;
+}
+std::int64_t GraphStructure::num_edges() const noexcept {
+  return data_->csr.num_edges;
+}
+bool GraphStructure::has_edge_features() const noexcept {
+  return data_->has_features;
+}
+std::int64_t GraphStructure::edge_feature_dim() const noexcept {
+  return data_->edge_features.cols();
+}
+bool GraphStructure::has_self_loops() const noexcept {
+  return data_->csr.num_self_loops > 0;
+}
+const RowMatrixXf& GraphStructure::edge_features() const noexcept {
+  return data_->edge_features;
+}
+const RowMatrixXf& GraphStructure::self_loop_features() const noexcept {
+  return data_->loop_features;
+}
+const GraphCsr& GraphStructure::csr() const noexcept {
+  return data_->csr;
+}
 
 RowMatrixXi64 GraphStructure::edges() const {
   const GraphCsr& g = data_->csr;
@@ -234,8 +250,8 @@ struct GraphAttention::Parameters {
   std::int64_t in_features = 0;
   GraphWeights named;  // PyG names → [H, C] / [1, n] / [out, in] matrices
   // Kernel-ready forms of the edge terms.
-  RowMatrixXf edge_att;         // GAT: [edge_dim, H], column h = W_e[h·C:(h+1)·C]ᵀ·att_edge[h]
-  RowMatrixXf edge_proj;        // GATv2: W_eᵀ [edge_dim, H·C]
+  RowMatrixXf edge_att;   // GAT: [edge_dim, H], column h = W_e[h·C:(h+1)·C]ᵀ·att_edge[h]
+  RowMatrixXf edge_proj;  // GATv2: W_eᵀ [edge_dim, H·C]
 };
 
 namespace {
@@ -266,7 +282,9 @@ RowMatrixXf uniform(Index rows, Index cols, double bound, std::uint64_t seed, co
   return m;
 }
 
-double glorot_bound(Index a, Index b) { return a + b > 0 ? std::sqrt(6.0 / static_cast<double>(a + b)) : 0.0; }
+double glorot_bound(Index a, Index b) {
+  return a + b > 0 ? std::sqrt(6.0 / static_cast<double>(a + b)) : 0.0;
+}
 
 // The expected C++ shape of every parameter this layer has.
 std::map<std::string, std::pair<Index, Index>> expected_shapes(const AttentionConfig& c, const GraphAttentionOptions& o,
@@ -292,7 +310,9 @@ std::map<std::string, std::pair<Index, Index>> expected_shapes(const AttentionCo
   return s;
 }
 
-bool is_head_tensor(const std::string& name) { return name == "att" || name.rfind("att_", 0) == 0; }
+bool is_head_tensor(const std::string& name) {
+  return name == "att" || name.rfind("att_", 0) == 0;
+}
 bool is_vector(const std::string& name) {
   return name == "bias" || (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
 }
@@ -319,8 +339,8 @@ GraphWeights initial_weights(const AttentionConfig& c, const GraphAttentionOptio
     if (name == "bias")
       w[name] = RowMatrixXf::Zero(shape.first, shape.second);
     else if (is_vector(name))
-      w[name] = uniform(shape.first, shape.second, in_features > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features)) : 0.0,
-                        c.seed, name);
+      w[name] = uniform(shape.first, shape.second,
+                        in_features > 0 ? 1.0 / std::sqrt(static_cast<double>(in_features)) : 0.0, c.seed, name);
     else
       w[name] = uniform(shape.first, shape.second, glorot_bound(shape.first, shape.second), c.seed, name);
   }
@@ -351,7 +371,9 @@ std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, cons
   return p;
 }
 
-const char* variant_name(GraphVariant v) { return v == GraphVariant::Gat ? "gat" : "gatv2"; }
+const char* variant_name(GraphVariant v) {
+  return v == GraphVariant::Gat ? "gat" : "gatv2";
+}
 
 }  // namespace
 
@@ -434,8 +456,8 @@ void GraphAttention::set_weights(const GraphWeights& weights) {
   for (const auto& [name, value] : weights)
     if (known.find(name) == known.end())
       throw InvalidInput("unknown weight '" + name + "': this " +
-                         (options_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") +
-                         "-style layer has " + names_of(known));
+                         (options_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") + "-style layer has " +
+                         names_of(known));
   std::lock_guard<std::mutex> update(update_mutex_);
   auto current = snapshot();
   // in_features: fixed already, or taken from the input projection(s) given here.
@@ -449,8 +471,8 @@ void GraphAttention::set_weights(const GraphWeights& weights) {
     if (in && *in != cols)
       throw DimensionMismatch(std::string(name) + " has " + std::to_string(cols) + " columns, but this layer takes " +
                                   std::to_string(*in) + " input features (in_features): give [" +
-                                  std::to_string(static_cast<long long>(config_.num_heads) * config_.head_dim) +
-                                  ", " + std::to_string(*in) + "]",
+                                  std::to_string(static_cast<long long>(config_.num_heads) * config_.head_dim) + ", " +
+                                  std::to_string(*in) + "]",
                               *in, cols);
     in = cols;
   }
@@ -510,9 +532,10 @@ void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, b
                               *options_.edge_dim, graph.edge_feature_dim());
   }
   const std::int64_t hc = static_cast<std::int64_t>(config_.num_heads) * config_.head_dim;
-  detail::checked_elements(x.rows(), hc, "transformed node features",
-                           "use fewer nodes, heads or channels");
+  detail::checked_elements(x.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
   detail::checked_elements(x.rows(), out_features(), "output", "use fewer nodes, heads or channels");
+  if (graph.has_edge_features() && options_.variant == GraphVariant::Gat)
+    detail::checked_elements(g.num_edges, config_.num_heads, "edge scores", "use fewer edges or heads");
   if (need_weights)
     detail::checked_elements(used_edges(g, options_.add_self_loops), config_.num_heads + 4, "attention weights",
                              "pass need_weights=False to compute without them");
@@ -576,7 +599,8 @@ std::vector<std::size_t> target_ranges(const GraphCsr& g, double node_cost, std:
   };
   constexpr double kWorkPerRange = 4096.0;
   const double total = cost_before(n);
-  const std::size_t ranges = std::max<std::size_t>(1, std::min<std::size_t>(n, static_cast<std::size_t>(total / kWorkPerRange)));
+  const std::size_t ranges =
+      std::max<std::size_t>(1, std::min<std::size_t>(n, static_cast<std::size_t>(total / kWorkPerRange)));
   std::vector<std::size_t> bounds{0};
   for (std::size_t r = 1; r <= ranges; ++r) {
     std::size_t next = n;
@@ -613,8 +637,8 @@ void parallel_blocks(std::size_t rows, std::size_t block, Fn fn) {
   if (failed.load()) throw std::bad_alloc();
 }
 
-void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c, std::size_t ldc,
-          std::size_t m, std::size_t n, std::size_t k, const float* bias) {
+void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
+          std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias) {
   simd::GemmParams g;
   g.a = a;
   g.lda = lda;
@@ -703,7 +727,8 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
       gemm(graph.edge_features().data(), de, P.edge_att.data(), H, false, edge_alpha.get(), H,
            static_cast<std::size_t>(g.num_edges), H, de, nullptr);
       if (options_.add_self_loops)
-        gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de, nullptr);
+        gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de,
+             nullptr);
       kp.edge_alpha = edge_alpha.get();
       kp.loop_alpha = loop_alpha.get();
     }
@@ -754,7 +779,8 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
         edges(row, 1) = i;
       }
       if (kp.loop_indptr)
-        for (std::int64_t p = g.loop_indptr[i]; p < g.loop_indptr[i + 1]; ++p) edges.row(g.loop_edge_id[p]).setConstant(i);
+        for (std::int64_t p = g.loop_indptr[i]; p < g.loop_indptr[i + 1]; ++p)
+          edges.row(g.loop_edge_id[p]).setConstant(i);
       if (options_.add_self_loops) edges.row(g.num_ordinary_edges() + i).setConstant(i);
     }
     out.metadata["edges"] = std::move(edges);

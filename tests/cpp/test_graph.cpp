@@ -49,7 +49,9 @@ struct Reference {
   std::vector<std::pair<std::int64_t, std::int64_t>> edges;
 };
 
-double leaky(double v, double slope) { return v > 0 ? v : slope * v; }
+double leaky(double v, double slope) {
+  return v > 0 ? v : slope * v;
+}
 
 // PyG's GATConv / GATv2Conv written out in double precision (self-loops removed and added,
 // self-loop edge features = mean of incoming ones).
@@ -199,7 +201,7 @@ TEST(GraphStructure, TypedErrors) {
 TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
   const RowMatrixXf x = random_matrix(23, 7, 3);
   RowMatrixXi64 edges = random_edges(23, 90, 4);
-  edges.row(0) << 5, 5;  // a self-loop
+  edges.row(0) << 5, 5;         // a self-loop
   edges.row(1) = edges.row(2);  // a duplicate
   const RowMatrixXf attr = random_matrix(90, 3, 5);
   for (Backend b : supported_backends()) {

@@ -39,8 +39,9 @@ def _leaky(v, slope):
     return np.where(v > 0, v, slope * v)
 
 
-def gat_reference(x, edges, weights, *, heads, channels, concat=True, slope=0.2, add_self_loops=True,
-                  edge_attr=None, variant="gat"):
+def gat_reference(
+    x, edges, weights, *, heads, channels, concat=True, slope=0.2, add_self_loops=True, edge_attr=None, variant="gat"
+):
     """values [N, H·C or C], coefficients [E', H], edges [E', 2] — PyG's order."""
     x = np.asarray(x, np.float64)
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
@@ -130,8 +131,17 @@ def test_edge_features_self_loops_duplicates(backend, rng, variant, add_self_loo
     ea = randn(rng, len(edges), d)
     graph = rv.GraphStructure(edges, n, edge_features=ea)
     layer = layer_for(h, c, variant=variant, edge_dim=d, add_self_loops=add_self_loops, negative_slope=0.1)
-    ref = gat_reference(x, edges, layer.get_weights() or _init(layer, f), heads=h, channels=c, slope=0.1,
-                        add_self_loops=add_self_loops, edge_attr=ea, variant=variant)
+    ref = gat_reference(
+        x,
+        edges,
+        layer.get_weights() or _init(layer, f),
+        heads=h,
+        channels=c,
+        slope=0.1,
+        add_self_loops=add_self_loops,
+        edge_attr=ea,
+        variant=variant,
+    )
     check(layer.compute(x, graph), ref)
 
 
@@ -149,8 +159,7 @@ def test_large_graph_parallel_path(backend, rng, variant):
     edges[edges[:, 1] >= n - 50, 1] = 0  # the last 50 nodes receive nothing
     layer = layer_for(h, c, variant=variant, add_self_loops=False)
     out = layer.compute(x, rv.GraphStructure(edges, n))
-    check(out, gat_reference(x, edges, layer.get_weights(), heads=h, channels=c, add_self_loops=False,
-                             variant=variant))
+    check(out, gat_reference(x, edges, layer.get_weights(), heads=h, channels=c, add_self_loops=False, variant=variant))
     np.testing.assert_allclose(out.values[-50:], np.broadcast_to(layer.get_weights()["bias"], (50, h * c)))
 
 
@@ -164,7 +173,7 @@ def test_backends_agree(rng):
                 results[name, variant] = layer_for(8, 16, variant=variant).compute(x, edges).values
         finally:
             rv.set_simd_backend("auto")
-    for (name, variant), values in results.items():
+    for (_, variant), values in results.items():
         np.testing.assert_allclose(values, results["scalar", variant], rtol=1e-5, atol=1e-6)
 
 
@@ -285,6 +294,15 @@ def test_graph_structure_errors(edges, n, match):
         rv.GraphStructure(edges, n)
 
 
+def test_requests_too_large_to_allocate():
+    with pytest.raises(rv.InvalidInputError, match="num_nodes"):
+        rv.GraphStructure([], 10**15)
+    with pytest.raises(rv.InvalidInputError, match="transformed node features"):
+        rv.GraphAttention({"num_heads": 1000, "head_dim": 1000}).compute(np.ones((100_000, 2), np.float32), [])
+    with pytest.raises(rv.InvalidConfigError, match="too large"):
+        rv.GraphAttention({"num_heads": 100_000, "head_dim": 100_000})
+
+
 def test_graph_structure_feature_and_layout_errors(rng):
     with pytest.raises(rv.DimensionMismatchError, match="edge_features has 2 rows for 3 edges") as info:
         rv.GraphStructure([(0, 1), (1, 2), (2, 0)], 3, edge_features=np.ones((2, 4), np.float32))
@@ -331,7 +349,7 @@ def test_layer_input_errors(rng):
         layer.compute(x, [(0, 1), (2, 7)])
     with pytest.raises(rv.InvalidInputError, match="negative source"):
         layer.compute(x, np.array([[-3, 1]]))
-    with pytest.raises(rv.InvalidInputError, match="edge_dim=None.*edge_dim=2"):
+    with pytest.raises(rv.InvalidInputError, match=r"edge_dim=None.*edge_dim=2"):
         layer.compute(x, rv.GraphStructure(edges, 5, edge_features=randn(rng, 2, 2)))
     with pytest.raises(rv.DimensionMismatchError, match="edge_features has 2 columns, but this layer has edge_dim=3"):
         layer_for(2, 4, edge_dim=3).compute(x, rv.GraphStructure(edges, 5, edge_features=randn(rng, 2, 2)))
@@ -372,13 +390,21 @@ def test_config_forms():
 def test_weight_names_and_shapes():
     gat = layer_for(4, 8, in_features=5, edge_dim=3).get_weights()
     assert {k: v.shape for k, v in gat.items()} == {
-        "lin.weight": (32, 5), "att_src": (1, 4, 8), "att_dst": (1, 4, 8),
-        "lin_edge.weight": (32, 3), "att_edge": (1, 4, 8), "bias": (32,),
+        "lin.weight": (32, 5),
+        "att_src": (1, 4, 8),
+        "att_dst": (1, 4, 8),
+        "lin_edge.weight": (32, 3),
+        "att_edge": (1, 4, 8),
+        "bias": (32,),
     }
     v2 = layer_for(4, 8, in_features=5, variant="gatv2", concat=False).get_weights()
     assert {k: v.shape for k, v in v2.items()} == {
-        "lin_l.weight": (32, 5), "lin_l.bias": (32,), "lin_r.weight": (32, 5), "lin_r.bias": (32,),
-        "att": (1, 4, 8), "bias": (8,),
+        "lin_l.weight": (32, 5),
+        "lin_l.bias": (32,),
+        "lin_r.weight": (32, 5),
+        "lin_r.bias": (32,),
+        "att": (1, 4, 8),
+        "bias": (8,),
     }
     nobias = rv.GraphAttention({"num_heads": 2, "head_dim": 2, "use_bias": False}, in_features=3, variant="gatv2")
     assert set(nobias.get_weights()) == {"lin_l.weight", "lin_r.weight", "att"}
@@ -416,7 +442,7 @@ def test_lazy_in_features(rng):
 
 def test_set_weights(rng):
     layer = layer_for(2, 4, variant="gatv2")
-    with pytest.raises(rv.InvalidInputError, match="lin_l.weight and lin_r.weight"):
+    with pytest.raises(rv.InvalidInputError, match=r"lin_l\.weight and lin_r\.weight"):
         layer.set_weights({"att": np.ones((1, 2, 4), np.float32)})
     w = {k: v * 2 + 0.1 for k, v in layer_for(2, 4, variant="gatv2", in_features=5).get_weights().items()}
     layer.set_weights(w)  # fixes in_features = 5
@@ -458,7 +484,12 @@ def test_pickle_round_trip(rng):
         first = layer.compute(x, graph)
         again = pickle.loads(pickle.dumps(layer))
         assert (again.variant, again.concat, again.negative_slope, again.add_self_loops, again.edge_dim) == (
-            layer.variant, layer.concat, layer.negative_slope, layer.add_self_loops, layer.edge_dim)
+            layer.variant,
+            layer.concat,
+            layer.negative_slope,
+            layer.add_self_loops,
+            layer.edge_dim,
+        )
         np.testing.assert_array_equal(again.compute(x, graph).values, first.values)
         np.testing.assert_array_equal(lazy.compute(x, graph).values, first.values)  # same seed, same weights
 
@@ -511,9 +542,11 @@ def test_compute_batch(rng):
     feats = [randn(rng, n, 3) for n in (5, 9, 1, 7)]
     graphs = [random_edges(rng, n, 2 * n) for n in (5, 9, 1, 7)]
     calls = []
-    outs = layer.compute_batch(feats, graphs, batch_config={"max_batch_size": 3}, progress=lambda d, t: calls.append((d, t)))
+    outs = layer.compute_batch(
+        feats, graphs, batch_config={"max_batch_size": 3}, progress=lambda d, t: calls.append((d, t))
+    )
     assert calls == [(3, 4), (4, 4)]
-    for f, g, out in zip(feats, graphs, outs):
+    for f, g, out in zip(feats, graphs, outs, strict=True):
         np.testing.assert_allclose(out.values, layer.compute(f, g).values, rtol=0, atol=0)
     # [B, N, F] features with one shared GraphStructure
     stacked, graph = randn(rng, 3, 6, 3), rv.GraphStructure(random_edges(rng, 6, 10), 6)
@@ -598,15 +631,34 @@ def test_matches_pyg(backend, rng, variant, heads, concat, edge_dim, add_self_lo
     edges[edges[:, 1] >= n - 3, 1] = 1  # isolated targets
     ea = randn(rng, len(edges), edge_dim) if edge_dim else None
     x = randn(rng, n, f)
-    conv = _pyg_layer(nn, torch, variant, f, c, heads, concat=concat, edge_dim=edge_dim,
-                      add_self_loops=add_self_loops, negative_slope=0.15)
-    layer = rv.GraphAttention({"num_heads": heads, "head_dim": c}, variant=variant, concat=concat,
-                              edge_dim=edge_dim, add_self_loops=add_self_loops, negative_slope=0.15)
+    conv = _pyg_layer(
+        nn,
+        torch,
+        variant,
+        f,
+        c,
+        heads,
+        concat=concat,
+        edge_dim=edge_dim,
+        add_self_loops=add_self_loops,
+        negative_slope=0.15,
+    )
+    layer = rv.GraphAttention(
+        {"num_heads": heads, "head_dim": c},
+        variant=variant,
+        concat=concat,
+        edge_dim=edge_dim,
+        add_self_loops=add_self_loops,
+        negative_slope=0.15,
+    )
     layer.set_weights(_weights_of(conv))  # PyG's own random initialisation
     with torch.no_grad():
         ref, (ref_edges, ref_alpha) = conv(
-            torch.from_numpy(x), torch.from_numpy(edges.T.copy()),
-            None if ea is None else torch.from_numpy(ea), return_attention_weights=True)
+            torch.from_numpy(x),
+            torch.from_numpy(edges.T.copy()),
+            None if ea is None else torch.from_numpy(ea),
+            return_attention_weights=True,
+        )
     out = layer.compute(x, rv.GraphStructure(edges, n, edge_features=ea))
     np.testing.assert_allclose(out.values, ref.numpy(), rtol=1e-4, atol=2e-5)
     np.testing.assert_array_equal(out.metadata["edges"], ref_edges.numpy().T)

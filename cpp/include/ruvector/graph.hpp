@@ -32,9 +32,9 @@ struct GraphCsr {
   std::int64_t num_edges = 0;  // as given, self-loops included
   // Ordinary edges grouped by target: those of node i are [indptr[i], indptr[i+1]), in the
   // order they were given.
-  std::vector<std::int64_t> indptr;  // [N + 1]
-  std::vector<std::int64_t> source;  // [nnz]
-  std::vector<std::int64_t> edge_id; // [nnz] position in the given edge list
+  std::vector<std::int64_t> indptr;   // [N + 1]
+  std::vector<std::int64_t> source;   // [nnz]
+  std::vector<std::int64_t> edge_id;  // [nnz] position in the given edge list
   // Rank of each ordinary edge among the ordinary edges (its row once self-loops are
   // removed); empty when the graph has no self-loops (then it equals edge_id).
   std::vector<std::int64_t> kept_rank;
@@ -53,8 +53,7 @@ class GraphStructure {
   // `edges` [E, 2]: one (source, target) row per edge, 0 <= index < num_nodes.
   // `edge_features` [E, F] (optional: pass a matrix with zero columns and zero rows for none).
   GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes);
-  GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes,
-                 const MatrixRef& edge_features);
+  GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes, const MatrixRef& edge_features);
   // PyG's layout: `edge_index` [2, E], row 0 the sources, row 1 the targets.
   static GraphStructure from_edge_index(const Eigen::Ref<const RowMatrixXi64>& edge_index, std::int64_t num_nodes);
   static GraphStructure from_edge_index(const Eigen::Ref<const RowMatrixXi64>& edge_index, std::int64_t num_nodes,
@@ -62,9 +61,9 @@ class GraphStructure {
   // The general form behind the others: sources[e * source_stride], targets[e * target_stride]
   // for e < num_edges; edge_features may be null (then feature_dim is ignored).
   static GraphStructure from_arrays(const std::int64_t* sources, std::ptrdiff_t source_stride,
-                                    const std::int64_t* targets, std::ptrdiff_t target_stride,
-                                    std::int64_t num_edges, std::int64_t num_nodes, const float* edge_features,
-                                    std::int64_t feature_dim, std::int64_t feature_stride);
+                                    const std::int64_t* targets, std::ptrdiff_t target_stride, std::int64_t num_edges,
+                                    std::int64_t num_nodes, const float* edge_features, std::int64_t feature_dim,
+                                    std::int64_t feature_stride);
 
   std::int64_t num_nodes() const noexcept;
   std::int64_t num_edges() const noexcept;

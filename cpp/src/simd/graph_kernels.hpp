@@ -20,10 +20,10 @@ struct GatParams {
   float negative_slope = 0.2f;
 
   // Graph.
-  const std::int64_t* indptr = nullptr;   // [N + 1]
-  const std::int64_t* source = nullptr;   // [nnz]
-  const std::int64_t* edge_id = nullptr;  // [nnz] row of the given edge (edge features, weights)
-  const std::int64_t* loop_indptr = nullptr;   // given self-loops kept (null: none)
+  const std::int64_t* indptr = nullptr;       // [N + 1]
+  const std::int64_t* source = nullptr;       // [nnz]
+  const std::int64_t* edge_id = nullptr;      // [nnz] row of the given edge (edge features, weights)
+  const std::int64_t* loop_indptr = nullptr;  // given self-loops kept (null: none)
   const std::int64_t* loop_edge_id = nullptr;
   bool add_self_loops = true;
 
@@ -31,11 +31,13 @@ struct GatParams {
   // GATv2: x_src = x·W_lᵀ + b_l; att [H·C]; the target rows x·W_rᵀ + b_r are computed per
   // task from x [N, ld_x] (in_features columns), w_dst [H·C, in_features] and b_dst (or null),
   // so the layer never holds a second [N, H·C] array.
-  const float* x_src = nullptr;  std::size_t ld_src = 0;
+  const float* x_src = nullptr;
+  std::size_t ld_src = 0;
   const float* alpha_src = nullptr;
   const float* alpha_dst = nullptr;
   const float* att = nullptr;
-  const float* x = nullptr;  std::size_t ld_x = 0;
+  const float* x = nullptr;
+  std::size_t ld_x = 0;
   std::size_t in_features = 0;
   const float* w_dst = nullptr;
   const float* b_dst = nullptr;
@@ -45,13 +47,15 @@ struct GatParams {
   // loop_features [N, edge_dim], edge_proj = W_eᵀ [edge_dim, H·C].
   const float* edge_alpha = nullptr;
   const float* loop_alpha = nullptr;
-  const float* edge_features = nullptr;  std::size_t ld_ef = 0;
+  const float* edge_features = nullptr;
+  std::size_t ld_ef = 0;
   const float* loop_features = nullptr;
   const float* edge_proj = nullptr;
   std::size_t edge_dim = 0;
 
   const float* bias = nullptr;  // [out columns] or null
-  float* out = nullptr;  std::size_t ldo = 0;
+  float* out = nullptr;
+  std::size_t ldo = 0;
 
   // Attention coefficients (null: not wanted). Row of an ordinary edge: out_row[p] (null:
   // edge_id[p]); of a kept given self-loop: its edge id; of node i's added self-loop:
@@ -65,11 +69,13 @@ struct GatParams {
 // per-head scores of those rows while they are in cache:
 //   alpha_src[i, h] = out[i, hC:(h+1)C]·att_src[h], likewise alpha_dst.
 struct GatTransform {
-  const float* x = nullptr;  std::size_t ld_x = 0;
+  const float* x = nullptr;
+  std::size_t ld_x = 0;
   const float* weight = nullptr;  // [H·C, in_features] (torch Linear layout)
   const float* bias = nullptr;    // [H·C] or null
   std::size_t in_features = 0, heads = 0, channels = 0;
-  float* out = nullptr;  std::size_t ld_out = 0;
+  float* out = nullptr;
+  std::size_t ld_out = 0;
   const float* att_src = nullptr;  // null: no scores
   const float* att_dst = nullptr;
   float* alpha_src = nullptr;

@@ -29,7 +29,7 @@ namespace {
 // Gathers of source rows miss the cache (random graphs): rows are requested this many edges
 // ahead in the CSR order, across target boundaries, into L2 (more misses in flight than L1).
 constexpr std::int64_t kRowsAhead = RUVECTOR_GAT_AHEAD;
-constexpr std::int64_t kScoresAhead = 16;  // GAT: the small per-node score rows
+constexpr std::int64_t kScoresAhead = 16;  // GAT: the α_src rows (H floats) of the scoring sweep
 
 RUVECTOR_GAT_INLINE void prefetch_lines(const float* first, std::size_t n) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
@@ -45,11 +45,13 @@ RUVECTOR_GAT_INLINE void prefetch_lines(const float* first, std::size_t n) noexc
 
 // Requests row source[pos + ahead] of `base` when that edge is in this task's range.
 RUVECTOR_GAT_INLINE void prefetch_ahead(const GatParams& p, std::int64_t pos, std::int64_t ahead, std::int64_t end,
-                           const float* base, std::size_t ld, std::size_t n) noexcept {
+                                        const float* base, std::size_t ld, std::size_t n) noexcept {
   if (pos >= 0 && pos + ahead < end) prefetch_lines(base + static_cast<std::size_t>(p.source[pos + ahead]) * ld, n);
 }
 
-inline float leaky_relu(float x, float slope) noexcept { return x > 0.0f ? x : x * slope; }
+inline float leaky_relu(float x, float slope) noexcept {
+  return x > 0.0f ? x : x * slope;
+}
 
 inline reg leaky_relu_vec(reg x, reg slope) noexcept {
   return Vec::where_gt(x, Vec::zero(), Vec::mul(x, slope), x);  // x > 0 ? x : slope·x
@@ -91,18 +93,18 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
   return true;
 }
 
-// Per-task scratch: scores of one target's edges, accumulators and small per-head rows.
+// Per-task scratch: edge scores, accumulators and small per-head rows.
 struct GatScratch {
-  float* scores;    // [max_edges × H]
-  float* acc;       // [H·C] (padded)
-  float* row;       // [H·C]: an expanded coefficient row (GAT) or projected edge features (v2)
-  float* terms;     // [H·C]: v2 per-channel terms when C is not a multiple of the width
-  float* pattern;   // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
-  float* phase_acc; // [lcm(H, W)]: per-phase accumulators of reduce_heads
-  float* x_dst;     // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
+  float* scores;     // [edges × H]: GAT all the task's edges, GATv2 one target's
+  float* acc;        // [H·C] (padded)
+  float* row;        // [H·C]: an expanded coefficient row (GAT) or projected edge features (v2)
+  float* terms;      // [H·C]: v2 per-channel terms when C is not a multiple of the width
+  float* pattern;    // [lcm(H, W)]: per-head values repeated, for whole-buffer vector passes
+  float* phase_acc;  // [lcm(H, W)]: per-phase accumulators of reduce_heads
+  float* x_dst;      // GATv2: the task's target rows x·W_rᵀ + b_r, [targets × H·C]
   std::size_t first_target;
-  float* head_max;  // [H]
-  float* head_inv;  // [H]
+  float* head_max;     // [H]
+  float* head_inv;     // [H]
   std::size_t period;  // lcm(H, W)
 };
 
