@@ -15,11 +15,6 @@ endif()
 function(ruvector_add_isa_kernel name)
   set(src "${PROJECT_SOURCE_DIR}/cpp/src/simd/kernels_${name}.cpp")
   set(flags ${ARGN})
-  if(NOT MSVC)
-    # No silent a*b+c fusing: the softmax relies on fl(scale*x) - fl(scale*max) being exactly
-    # 0 at the maximum (explicit xsimd::fma calls are unaffected).
-    list(APPEND flags -ffp-contract=off)
-  endif()
   if(flags)
     set_source_files_properties("${src}" PROPERTIES COMPILE_OPTIONS "${flags}")
   endif()

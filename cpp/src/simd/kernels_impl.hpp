@@ -192,28 +192,6 @@ float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
   return s;
 }
 
-// x[i] = exp(fl(scale * x[i]) - shift); returns the sum. Folds the score scaling into the exp
-// pass. The product is rounded before the shift (no FMA, and the kernels are compiled with
-// -ffp-contract=off): shift = fl(scale * max), so the largest score gives exactly exp(0) even
-// when scale * x is huge; a fused a*b-c would leave its rounding error in the exponent.
-float exp_scale_shift_sum(float* x, std::size_t n, float scale, float shift) noexcept {
-  const reg vs = Vec::broadcast(shift), va = Vec::broadcast(scale);
-  reg acc = Vec::zero();
-  std::size_t i = 0;
-  for (; i + W <= n; i += W) {
-    reg e = Vec::exp(Vec::sub(Vec::mul(Vec::load(x + i), va), vs));
-    Vec::store(x + i, e);
-    acc = Vec::add(acc, e);
-  }
-  float s = Vec::hsum(acc);
-  for (; i < n; ++i) {
-    const float scaled = x[i] * scale;
-    x[i] = scalar_exp(scaled - shift);
-    s += x[i];
-  }
-  return s;
-}
-
 void softmax_kernel(float* x, std::size_t n) noexcept {
   if (n == 0) return;
   const float m = max_kernel(x, n);
@@ -275,16 +253,18 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
   }
 }
 
-// Packs columns [col0, col0 + NR) of op(B) (k rows) into bp[k][NR], zero-padding past n.
+// Packs columns [col0, col0 + NR) of op(B) (k rows) into bp[k][NR], zero-padding past n,
+// multiplied by `scale` (the attention scale is folded into the packed keys, so scores come
+// out of the GEMM already scaled and the softmax needs no multiply).
 void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t k, std::size_t n,
-                  std::size_t col0, float* bp) noexcept {
+                  std::size_t col0, float* bp, float scale = 1.0f) noexcept {
   const std::size_t cols = std::min(NR, n - col0);
   if (!transposed) {
     for (std::size_t p = 0; p < k; ++p) {
       const float* src = b + p * ldb + col0;
       float* dst = bp + p * NR;
       std::size_t j = 0;
-      for (; j < cols; ++j) dst[j] = src[j];
+      for (; j < cols; ++j) dst[j] = src[j] * scale;
       for (; j < NR; ++j) dst[j] = 0.0f;
     }
   } else {
@@ -292,7 +272,7 @@ void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t 
     for (std::size_t p = 0; p < k; ++p) {
       float* dst = bp + p * NR;
       std::size_t j = 0;
-      for (; j < cols; ++j) dst[j] = b[(col0 + j) * ldb + p];
+      for (; j < cols; ++j) dst[j] = b[(col0 + j) * ldb + p] * scale;
       for (; j < NR; ++j) dst[j] = 0.0f;
     }
   }
@@ -408,10 +388,10 @@ void dropout_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* ro
   }
 }
 
-// Turns raw dot products row[0..n) (keys j0..j0+n) of query gi into scores: scale, additive
-// mask, temporal decay, then -inf where attending is not allowed.
+// Turns scaled dot products row[0..n) (keys j0..j0+n) of query gi (the scale is folded into
+// the packed keys) into scores: additive mask, temporal decay, then -inf where attending is
+// not allowed.
 void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row, std::size_t n) noexcept {
-  const reg vscale = Vec::broadcast(p.scale);
   const float* add = p.additive_mask ? p.additive_mask + gi * p.ldm + j0 : nullptr;
   const bool timed = p.times != nullptr;
   const float ti = timed ? p.times[gi] : 0.0f;
@@ -424,7 +404,7 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
 
   std::size_t j = 0;
   for (; j + W <= n; j += W) {
-    reg s = Vec::mul(Vec::load(row + j), vscale);
+    reg s = Vec::load(row + j);
     if (add) s = Vec::add(s, Vec::load(add + j));
     if (timed) {
       const reg tj = Vec::load(p.times + j0 + j);
@@ -436,7 +416,7 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
     Vec::store(row + j, s);
   }
   for (; j < n; ++j) {
-    float s = row[j] * p.scale;
+    float s = row[j];
     if (add) s += add[j];
     if (timed) {
       const float tj = p.times[j0 + j];
@@ -513,8 +493,8 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
         }
         sum = exp_shift_sum_kernel(row, kb, m_new);
       } else {
-        m_new = std::max(m, p.scale * max_kernel(row, kb));
-        sum = exp_scale_shift_sum(row, kb, p.scale, m_new);
+        m_new = std::max(m, max_kernel(row, kb));
+        sum = exp_shift_sum_kernel(row, kb, m_new);
       }
       if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
       const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
@@ -555,8 +535,8 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
       }
       sum = exp_shift_sum_kernel(row, kend, m);
     } else {
-      m = p.scale * max_kernel(row, kend);
-      sum = exp_scale_shift_sum(row, kend, p.scale, m);
+      m = max_kernel(row, kend);
+      sum = exp_shift_sum_kernel(row, kend, m);
     }
     scale_kernel(row, kend, 1.0f / sum);
     if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
@@ -571,7 +551,7 @@ void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_e
   const std::size_t kpanels = (len + NR - 1) / NR, vpanels = (p.dv + NR - 1) / NR;
   // Keys as op(B) = Kᵀ (d × len): panels of NR keys. Values as B (len × dv): panels of NR columns.
   for (std::size_t jp = 0; jp < kpanels; ++jp)
-    pack_b_panel(p.k + k_begin * p.ldk, p.ldk, true, p.d, len, jp * NR, kp + jp * p.d * NR);
+    pack_b_panel(p.k + k_begin * p.ldk, p.ldk, true, p.d, len, jp * NR, kp + jp * p.d * NR, p.scale);
   for (std::size_t jp = 0; jp < vpanels; ++jp)
     pack_b_panel(p.v + k_begin * p.ldv, p.ldv, false, len, p.dv, jp * NR, vp + jp * len * NR);
 }
