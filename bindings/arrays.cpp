@@ -33,7 +33,9 @@ bool is_plain_float32(py::handle obj) {
 
 }  // namespace
 
-std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+std::string type_name(py::handle obj) {
+  return py::str(py::type::handle_of(obj).attr("__name__"));
+}
 
 FloatArray to_float_array(py::handle obj, const char* name, int ndim, const char* shape_hint) {
   py::array arr;
@@ -98,8 +100,8 @@ py::array_t<double> to_double_vector(py::handle obj, const char* name, const cha
     throw InvalidInput(std::string(name) + " must hold real numbers " + shape_hint + ", got dtype " +
                        std::string(py::str(a.dtype())));
   if (a.ndim() != 1)
-    throw DimensionMismatch(std::string(name) + " must be 1-D " + shape_hint + ", got a " +
-                                std::to_string(a.ndim()) + "-D array of shape " + shape_of(a),
+    throw DimensionMismatch(std::string(name) + " must be 1-D " + shape_hint + ", got a " + std::to_string(a.ndim()) +
+                                "-D array of shape " + shape_of(a),
                             1, a.ndim());
   auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
   if (!arr) throw InvalidInput(std::string(name) + " could not be converted to float64 " + shape_hint);
@@ -179,7 +181,8 @@ MaskArray to_mask(py::handle obj, const char* name) {
     out.mask.kind = AttentionMask::Kind::Additive;
     out.mask.additive = static_cast<const float*>(out.array.data());
   } else {
-    throw InvalidInput(std::string(name) + " must be boolean (True = may attend) or float (added to the scores), got dtype " +
+    throw InvalidInput(std::string(name) +
+                       " must be boolean (True = may attend) or float (added to the scores), got dtype " +
                        std::string(py::str(a.dtype())) + "; use mask.astype(bool) for a 0/1 mask");
   }
   out.mask.rows = a.shape(0);

@@ -10,8 +10,9 @@ namespace ruvector::bindings {
 
 void register_core(py::module_& m) {
   m.def("get_features", &cpu_features, "CPU SIMD features detected at run time.");
-  m.def("get_simd_backend", [] { return std::string(backend_name(simd_backend())); },
-        "The kernel set in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
+  m.def(
+      "get_simd_backend", [] { return std::string(backend_name(simd_backend())); },
+      "The kernel set in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
   m.def("set_simd_backend", &set_simd_backend, py::arg("name"),
         "Force a kernel set ('avx512', 'avx2', 'neon', 'scalar'), or 'auto' for detection.");
   m.def("get_num_threads", &get_num_threads, "Size of the process-wide C++ thread pool.");

@@ -1,6 +1,6 @@
 // DotProductAttention binding.
-#include "common.hpp"
 #include "ruvector/dot_product.hpp"
+#include "common.hpp"
 
 namespace ruvector::bindings {
 namespace {
@@ -39,18 +39,14 @@ void register_dot_product(py::module_& m) {
       .def_property_readonly("config", &DotProductAttention::config)
       .def(
           "compute",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
-             bool need_weights, bool training) {
-            return run_job(*prepare(self, q, k, v, mask, causal, need_weights, training));
-          },
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
+             bool training) { return run_job(*prepare(self, q, k, v, mask, causal, need_weights, training)); },
           py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
           py::arg("causal") = false, py::arg("need_weights") = true, py::arg("training") = false)
       .def(
           "_prepare",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal,
-             bool need_weights, bool training) {
-            return JobHandle{prepare(self, q, k, v, mask, causal, need_weights, training)};
-          },
+          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
+             bool training) { return JobHandle{prepare(self, q, k, v, mask, causal, need_weights, training)}; },
           py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
           py::arg("causal") = false, py::arg("need_weights") = true, py::arg("training") = false)
       .def(py::pickle([](const DotProductAttention& a) { return py::make_tuple(py::cast(a.config())); },

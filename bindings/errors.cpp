@@ -1,6 +1,6 @@
 // C++ exceptions → the Python classes of python/ruvector/_errors.py (SPEC §6).
-#include "common.hpp"
 #include "ruvector/errors.hpp"
+#include "common.hpp"
 
 namespace ruvector::bindings {
 namespace {

@@ -119,13 +119,13 @@ void register_types(py::module_& m) {
              std::ostringstream s;
              s << "AttentionConfig(num_heads=" << c.num_heads << ", head_dim=" << c.head_dim
                << ", dropout=" << py::repr(py::float_(c.dropout)).cast<std::string>()
-               << ", use_bias=" << (c.use_bias ? "True" : "False") << ", scale="
-               << (c.scale ? py::repr(py::float_(*c.scale)).cast<std::string>() : std::string("None"))
+               << ", use_bias=" << (c.use_bias ? "True" : "False")
+               << ", scale=" << (c.scale ? py::repr(py::float_(*c.scale)).cast<std::string>() : std::string("None"))
                << ", seed=" << c.seed << ")";
              return s.str();
            })
-      .def(py::pickle([](const AttentionConfig& c) { return config_dict(c); },
-                      [](py::dict d) { return to_config(d); }));
+      .def(
+          py::pickle([](const AttentionConfig& c) { return config_dict(c); }, [](py::dict d) { return to_config(d); }));
 
   py::class_<PyAttentionOutput>(m, "AttentionOutput",
                                 "Result of a compute call: values, weights (or None) and metadata.")
@@ -146,9 +146,7 @@ void register_types(py::module_& m) {
                     ", weights=" + describe_array(o.weights) + ")";
            })
       .def(py::pickle([](const PyAttentionOutput& o) { return py::make_tuple(o.values, o.weights, o.metadata); },
-                      [](py::tuple t) {
-                        return PyAttentionOutput{t[0], t[1], py::dict(t[2])};
-                      }));
+                      [](py::tuple t) { return PyAttentionOutput{t[0], t[1], py::dict(t[2])}; }));
 }
 
 }  // namespace ruvector::bindings

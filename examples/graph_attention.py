@@ -67,7 +67,8 @@ def main() -> None:
     cited = edges[incoming][order, 0]
     print(
         f"paper {node} (field {field[node]}) attends most to papers {cited.tolist()} "
-        f"(fields {field[cited].tolist()}), mean coefficients {np.round(alpha[incoming][order].mean(axis=1), 3).tolist()}"
+        f"(fields {field[cited].tolist()}), mean coefficients "
+        f"{[f'{a:.3f}' for a in alpha[incoming][order].mean(axis=1)]}"
     )
     sums = np.zeros((graph.num_nodes, alpha.shape[1]))
     np.add.at(sums, edges[:, 1], alpha)
@@ -75,7 +76,9 @@ def main() -> None:
 
     # one hop of message passing averages over mostly same-field neighbours (and the
     # untrained projection mixes channels), so compare features and embeddings by their own geometry
-    print(f"field separation: raw features {separation(x, field):.2f}, GATv2 output {separation(out.values, field):.2f}")
+    print(
+        f"field separation: raw features {separation(x, field):.2f}, GATv2 output {separation(out.values, field):.2f}"
+    )
 
     try:
         import torch

@@ -1,7 +1,7 @@
 """A typed use of ruvector, checked by mypy --strict (see [tool.mypy] in pyproject.toml).
 
-    python examples/typed_example.py
-    mypy examples/typed_example.py
+python examples/typed_example.py
+mypy examples/typed_example.py
 """
 
 from __future__ import annotations

@@ -9,15 +9,12 @@
 namespace ruvector {
 
 void AttentionConfig::validate() const {
-  if (num_heads < 1)
-    throw InvalidConfig("num_heads must be >= 1, got " + std::to_string(num_heads));
-  if (head_dim < 1)
-    throw InvalidConfig("head_dim must be >= 1, got " + std::to_string(head_dim));
+  if (num_heads < 1) throw InvalidConfig("num_heads must be >= 1, got " + std::to_string(num_heads));
+  if (head_dim < 1) throw InvalidConfig("head_dim must be >= 1, got " + std::to_string(head_dim));
   if (!(dropout >= 0.0 && dropout < 1.0))
     throw InvalidConfig("dropout must be in [0, 1), got " + std::to_string(dropout));
   if (scale && !(std::isfinite(*scale) && *scale > 0.0))
-    throw InvalidConfig("scale must be a finite number > 0 (or None for 1/sqrt(d)), got " +
-                        std::to_string(*scale));
+    throw InvalidConfig("scale must be a finite number > 0 (or None for 1/sqrt(d)), got " + std::to_string(*scale));
   // The kernels compute in float32: a scale that rounds to 0 or inf there is no scale at all.
   if (scale && !(*scale >= std::numeric_limits<float>::min() && *scale <= std::numeric_limits<float>::max())) {
     std::ostringstream s;

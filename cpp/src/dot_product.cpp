@@ -9,7 +9,9 @@
 
 namespace ruvector {
 
-DotProductAttention::DotProductAttention(AttentionConfig config) : config_(config) { config_.validate(); }
+DotProductAttention::DotProductAttention(AttentionConfig config) : config_(config) {
+  config_.validate();
+}
 
 DotProductAttention::DotProductAttention(const DotProductAttention& other)
     : config_(other.config_), calls_(other.calls_.load()) {}

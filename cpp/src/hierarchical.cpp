@@ -52,7 +52,9 @@ void for_each_index(std::size_t n, bool parallel, const Fn& fn) {
 
 }  // namespace
 
-HierarchicalAttention::HierarchicalAttention(AttentionConfig config) : config_(config) { config_.validate(); }
+HierarchicalAttention::HierarchicalAttention(AttentionConfig config) : config_(config) {
+  config_.validate();
+}
 
 void HierarchicalAttention::validate(const std::vector<MatrixRef>& levels, const HierarchicalOptions& opt) const {
   if (levels.empty())
@@ -202,7 +204,7 @@ AttentionOutput HierarchicalAttention::compute(const std::vector<MatrixRef>& lev
       m = std::max(m, chunk_max[ci]);
     }
     if (nan) m = std::numeric_limits<float>::quiet_NaN();  // NaN features propagate
-    if (m == kNegInf) return;                                 // nothing to attend to: zeros
+    if (m == kNegInf) return;                              // nothing to attend to: zeros
     double total = 0.0;
     for (std::size_t ci = c_begin; ci < c_begin + c_count; ++ci)
       if (chunk_max[ci] != kNegInf) total += chunk_sum[ci] * std::exp(static_cast<double>(chunk_max[ci]) - m);
@@ -231,7 +233,8 @@ AttentionOutput HierarchicalAttention::compute(const std::vector<MatrixRef>& lev
     if (opt.query) {
       level_context = *opt.query;
     } else {
-      level_context = (summaries.cast<double>().colwise().sum() / static_cast<double>(l_count)).transpose().cast<float>();
+      level_context =
+          (summaries.cast<double>().colwise().sum() / static_cast<double>(l_count)).transpose().cast<float>();
     }
     // L is small: the softmax over levels runs in double, NaN propagating as in NumPy.
     double m = -std::numeric_limits<double>::infinity();

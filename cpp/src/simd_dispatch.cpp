@@ -25,8 +25,8 @@ namespace ruvector {
 namespace {
 
 struct CpuInfo {
-  bool sse2 = false, avx = false, avx2 = false, fma = false, avx512f = false, avx512bw = false,
-       avx512dq = false, avx512vl = false, neon = false;
+  bool sse2 = false, avx = false, avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512dq = false,
+       avx512vl = false, neon = false;
   bool os_avx = false, os_avx512 = false;
 };
 
@@ -65,8 +65,8 @@ CpuInfo detect_cpu() {
   c.avx = (r[2] >> 28) & 1;
   if (osxsave) {
     const unsigned long long xcr0 = xgetbv0();
-    c.os_avx = (xcr0 & 0x6) == 0x6;        // XMM and YMM state
-    c.os_avx512 = (xcr0 & 0xe6) == 0xe6;   // plus opmask, ZMM_Hi256, Hi16_ZMM
+    c.os_avx = (xcr0 & 0x6) == 0x6;       // XMM and YMM state
+    c.os_avx512 = (xcr0 & 0xe6) == 0xe6;  // plus opmask, ZMM_Hi256, Hi16_ZMM
   }
   if (max_leaf >= 7) {
     cpuid(7, 0, r);
@@ -89,32 +89,41 @@ const CpuInfo& cpu() {
 
 bool built(Backend b) {
   switch (b) {
-    case Backend::Scalar: return true;
+    case Backend::Scalar:
+      return true;
 #ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2: return true;
+    case Backend::Avx2:
+      return true;
 #endif
 #ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512: return true;
+    case Backend::Avx512:
+      return true;
 #endif
 #ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon: return true;
+    case Backend::Neon:
+      return true;
 #endif
-    default: return false;
+    default:
+      return false;
   }
 }
 
 const simd::KernelTable& table_for(Backend b) {
   switch (b) {
 #ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2: return simd::kernels_avx2();
+    case Backend::Avx2:
+      return simd::kernels_avx2();
 #endif
 #ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512: return simd::kernels_avx512();
+    case Backend::Avx512:
+      return simd::kernels_avx512();
 #endif
 #ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon: return simd::kernels_neon();
+    case Backend::Neon:
+      return simd::kernels_neon();
 #endif
-    default: return simd::kernels_scalar();
+    default:
+      return simd::kernels_scalar();
   }
 }
 
@@ -127,15 +136,19 @@ Backend best_backend() {
 const simd::GraphKernelTable& graph_table_for(Backend b) {
   switch (b) {
 #ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2: return simd::graph_kernels_avx2();
+    case Backend::Avx2:
+      return simd::graph_kernels_avx2();
 #endif
 #ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512: return simd::graph_kernels_avx512();
+    case Backend::Avx512:
+      return simd::graph_kernels_avx512();
 #endif
 #ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon: return simd::graph_kernels_neon();
+    case Backend::Neon:
+      return simd::graph_kernels_neon();
 #endif
-    default: return simd::graph_kernels_scalar();
+    default:
+      return simd::graph_kernels_scalar();
   }
 }
 
@@ -151,11 +164,16 @@ void activate(Backend b) {
 }
 
 bool parse_backend(const std::string& name, Backend& out) {
-  if (name == "scalar") out = Backend::Scalar;
-  else if (name == "avx2") out = Backend::Avx2;
-  else if (name == "avx512") out = Backend::Avx512;
-  else if (name == "neon") out = Backend::Neon;
-  else return false;
+  if (name == "scalar")
+    out = Backend::Scalar;
+  else if (name == "avx2")
+    out = Backend::Avx2;
+  else if (name == "avx512")
+    out = Backend::Avx512;
+  else if (name == "neon")
+    out = Backend::Neon;
+  else
+    return false;
   return true;
 }
 
@@ -180,21 +198,28 @@ bool backend_supported(Backend b) {
   if (!built(b)) return false;
   const CpuInfo& c = cpu();
   switch (b) {
-    case Backend::Scalar: return true;
-    case Backend::Avx2: return c.avx2 && c.fma && c.os_avx;
+    case Backend::Scalar:
+      return true;
+    case Backend::Avx2:
+      return c.avx2 && c.fma && c.os_avx;
     case Backend::Avx512:
       return c.avx512f && c.avx512bw && c.avx512dq && c.avx512vl && c.os_avx512 && c.avx2 && c.fma;
-    case Backend::Neon: return c.neon;
+    case Backend::Neon:
+      return c.neon;
   }
   return false;
 }
 
 const char* backend_name(Backend b) {
   switch (b) {
-    case Backend::Scalar: return "scalar";
-    case Backend::Avx2: return "avx2";
-    case Backend::Avx512: return "avx512";
-    case Backend::Neon: return "neon";
+    case Backend::Scalar:
+      return "scalar";
+    case Backend::Avx2:
+      return "avx2";
+    case Backend::Avx512:
+      return "avx512";
+    case Backend::Neon:
+      return "neon";
   }
   return "scalar";
 }
@@ -223,8 +248,8 @@ void set_simd_backend(const std::string& name) {
     throw InvalidConfig("unknown SIMD backend '" + name +
                         "': use one of \"auto\", \"avx512\", \"avx2\", \"neon\", \"scalar\"");
   if (!backend_supported(b))
-    throw InvalidConfig("SIMD backend '" + name + "' is not supported by this " +
-                        (built(b) ? "CPU" : "build") + "; get_features() lists what the CPU has, "
+    throw InvalidConfig("SIMD backend '" + name + "' is not supported by this " + (built(b) ? "CPU" : "build") +
+                        "; get_features() lists what the CPU has, "
                         "use \"auto\" or \"scalar\"");
   activate(b);
 }

@@ -30,7 +30,8 @@ void TemporalOptions::validate() const {
   if (!std::isfinite(decay_rate) || decay_rate < 0.0)
     throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " + num(decay_rate));
   if (decay_rate > kFloatMax)
-    throw InvalidConfig("decay_rate " + num(decay_rate) + " does not fit in float32 (max 3.4e38): rescale the timestamps");
+    throw InvalidConfig("decay_rate " + num(decay_rate) +
+                        " does not fit in float32 (max 3.4e38): rescale the timestamps");
   if (half_life) {
     if (!std::isfinite(*half_life) || *half_life <= 0.0)
       throw InvalidConfig("half_life must be a finite number > 0 (or None), got " + num(*half_life));
@@ -38,14 +39,17 @@ void TemporalOptions::validate() const {
       throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
                           num(decay_rate) + " and half_life=" + num(*half_life));
     if (std::log(2.0) / *half_life > kFloatMax)
-      throw InvalidConfig("half_life " + num(*half_life) +
-                          " is too small: its decay rate ln 2 / half_life does not fit in float32; rescale the timestamps");
+      throw InvalidConfig(
+          "half_life " + num(*half_life) +
+          " is too small: its decay rate ln 2 / half_life does not fit in float32; rescale the timestamps");
   }
   if (window && (!std::isfinite(*window) || *window < 0.0))
     throw InvalidConfig("window must be a finite number >= 0 (or None for no window), got " + num(*window));
 }
 
-double TemporalOptions::lambda() const { return half_life ? std::log(2.0) / *half_life : decay_rate; }
+double TemporalOptions::lambda() const {
+  return half_life ? std::log(2.0) / *half_life : decay_rate;
+}
 
 TemporalAttention::TemporalAttention(AttentionConfig config, TemporalOptions options)
     : config_(config), options_(options) {

@@ -198,7 +198,9 @@ void work_on(ForState& s) {
 
 }  // namespace
 
-std::size_t get_num_threads() { return pool()->size(); }
+std::size_t get_num_threads() {
+  return pool()->size();
+}
 
 void set_num_threads(std::size_t n) {
   if (n < 1) throw InvalidConfig("num_threads must be >= 1, got " + std::to_string(n));
@@ -225,9 +227,13 @@ void init_threads_from_env() {
   set_num_threads(static_cast<std::size_t>(n));
 }
 
-bool in_pool_worker() noexcept { return t_worker_of != nullptr; }
+bool in_pool_worker() noexcept {
+  return t_worker_of != nullptr;
+}
 
-void submit(std::function<void()> task) { pool()->push(std::move(task)); }
+void submit(std::function<void()> task) {
+  pool()->push(std::move(task));
+}
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std::size_t max_workers) {
   if (n == 0) return;

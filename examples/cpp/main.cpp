@@ -137,7 +137,8 @@ void graph() {
     for (int head = 0; head < 2; ++head) {
       std::vector<double> e;
       for (int j : incoming[i]) {
-        const double z = h.row(j).segment(head * 3, 3).dot(att_src.row(head)) + h.row(i).segment(head * 3, 3).dot(att_dst.row(head));
+        const double z =
+            h.row(j).segment(head * 3, 3).dot(att_src.row(head)) + h.row(i).segment(head * 3, 3).dot(att_dst.row(head));
         e.push_back(z > 0 ? z : 0.2 * z);
       }
       double mx = -INFINITY, sum = 0;
@@ -170,8 +171,10 @@ void temporal() {
   for (int i = 0; i < 6; ++i)
     for (int j = 0; j < 6; ++j) s(i, j) = t(j) <= t(i) ? s(i, j) - lambda * std::abs(t(i) - t(j)) : -INFINITY;
   softmax_rows(s);
-  check(max_abs_diff(out.values, s * x.cast<double>()) < 1e-5, "values [6, 8] match softmax(s)X with decay and time order");
-  check(std::abs(std::get<double>(out.metadata.at("decay_rate")) - lambda) < 1e-12, "metadata decay_rate = ln 2 / half_life");
+  check(max_abs_diff(out.values, s * x.cast<double>()) < 1e-5,
+        "values [6, 8] match softmax(s)X with decay and time order");
+  check(std::abs(std::get<double>(out.metadata.at("decay_rate")) - lambda) < 1e-12,
+        "metadata decay_rate = ln 2 / half_life");
 }
 
 void hierarchical() {
@@ -204,8 +207,8 @@ int main() {
   std::printf("ruvector C++ example: %zu threads, best SIMD backend %s\n", ruvector::get_num_threads(),
               ruvector::backend_name(ruvector::simd_backend()));
   // Every kernel set this CPU and build have gives the same numbers (within float rounding).
-  for (ruvector::Backend b : {ruvector::Backend::Scalar, ruvector::Backend::Avx2, ruvector::Backend::Avx512,
-                              ruvector::Backend::Neon}) {
+  for (ruvector::Backend b :
+       {ruvector::Backend::Scalar, ruvector::Backend::Avx2, ruvector::Backend::Avx512, ruvector::Backend::Neon}) {
     if (!ruvector::backend_supported(b)) continue;
     ruvector::set_simd_backend(ruvector::backend_name(b));
     std::printf("== backend %s\n", ruvector::backend_name(ruvector::simd_backend()));

@@ -108,7 +108,12 @@ class DotProductAttention:
 
 class MultiHeadAttention:
     def __init__(
-        self, config: ConfigLike = None, *, embed_dim: int | None = None, kdim: int | None = None, vdim: int | None = None
+        self,
+        config: ConfigLike = None,
+        *,
+        embed_dim: int | None = None,
+        kdim: int | None = None,
+        vdim: int | None = None,
     ) -> None: ...
     @property
     def config(self) -> AttentionConfig: ...

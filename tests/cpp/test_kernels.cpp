@@ -26,15 +26,19 @@ std::vector<Backend> supported_backends() {
 const KernelTable& table(Backend b) {
   switch (b) {
 #ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2: return ruvector::simd::kernels_avx2();
+    case Backend::Avx2:
+      return ruvector::simd::kernels_avx2();
 #endif
 #ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512: return ruvector::simd::kernels_avx512();
+    case Backend::Avx512:
+      return ruvector::simd::kernels_avx512();
 #endif
 #ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon: return ruvector::simd::kernels_neon();
+    case Backend::Neon:
+      return ruvector::simd::kernels_neon();
 #endif
-    default: return ruvector::simd::kernels_scalar();
+    default:
+      return ruvector::simd::kernels_scalar();
   }
 }
 
@@ -53,7 +57,9 @@ class Kernels : public ::testing::TestWithParam<Backend> {
 
 const std::size_t kSizes[] = {0, 1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 257};
 
-TEST_P(Kernels, TableNameMatchesBackend) { EXPECT_EQ(std::string(k().name), ruvector::backend_name(GetParam())); }
+TEST_P(Kernels, TableNameMatchesBackend) {
+  EXPECT_EQ(std::string(k().name), ruvector::backend_name(GetParam()));
+}
 
 TEST_P(Kernels, DotAxpyScaleMax) {
   for (std::size_t n : kSizes) {
@@ -100,13 +106,16 @@ TEST_P(Kernels, ExpAndSoftmax) {
   std::vector<float> row(20, -std::numeric_limits<float>::infinity());
   k().softmax(row.data(), row.size());
   for (float v : row) EXPECT_EQ(v, 0.0f);
-  std::vector<float> big = {-200.f, -100.f, 0.f, 80.f, 88.f, -87.f, 1e-8f, -1e-8f, -90.f, 3.f, 2.f, 1.f, 0.5f, 0.25f, 0.125f, 7.f, 9.f};
+  std::vector<float> big = {-200.f, -100.f, 0.f, 80.f, 88.f,  -87.f,  1e-8f, -1e-8f, -90.f,
+                            3.f,    2.f,    1.f, 0.5f, 0.25f, 0.125f, 7.f,   9.f};
   auto eb = big;
   k().exp_shift_sum(eb.data(), eb.size(), 0.0f);
   for (std::size_t i = 0; i < big.size(); ++i) {
     const double ref = std::exp(double(big[i]));
-    if (ref < 1e-37) EXPECT_LT(eb[i], 1e-37f);
-    else EXPECT_NEAR(eb[i], ref, 4e-7 * ref) << big[i];
+    if (ref < 1e-37)
+      EXPECT_LT(eb[i], 1e-37f);
+    else
+      EXPECT_NEAR(eb[i], ref, 4e-7 * ref) << big[i];
   }
   std::vector<float> nan(17, 1.0f);
   nan[3] = std::numeric_limits<float>::quiet_NaN();
@@ -123,11 +132,18 @@ TEST_P(Kernels, Gemm) {
       for (bool accumulate : {false, true}) {
         std::vector<float> c(m * n, 0.25f);
         ruvector::simd::GemmParams p;
-        p.a = a.data(); p.lda = kk;
-        p.b = b.data(); p.ldb = transposed ? kk : n; p.b_transposed = transposed;
-        p.c = c.data(); p.ldc = n;
+        p.a = a.data();
+        p.lda = kk;
+        p.b = b.data();
+        p.ldb = transposed ? kk : n;
+        p.b_transposed = transposed;
+        p.c = c.data();
+        p.ldc = n;
         p.bias = bias.data();
-        p.m = m; p.n = n; p.k = kk; p.accumulate = accumulate;
+        p.m = m;
+        p.n = n;
+        p.k = kk;
+        p.accumulate = accumulate;
         ASSERT_TRUE(k().gemm(p, {}));
         for (std::size_t i = 0; i < m; ++i)
           for (std::size_t j = 0; j < n; ++j) {
@@ -150,9 +166,22 @@ TEST_P(Kernels, FlashAttentionMatchesNaive) {
       for (bool weights : {false, true}) {
         std::vector<float> out(lq * dv), w(lq * lk);
         ruvector::simd::FlashParams p;
-        p.q = q.data(); p.ldq = d; p.k = kk.data(); p.ldk = d; p.v = v.data(); p.ldv = dv;
-        p.out = out.data(); p.ldo = dv; p.weights = weights ? w.data() : nullptr; p.ldw = lk;
-        p.lq = lq; p.lk = lk; p.d = d; p.dv = dv; p.scale = 0.3f; p.causal = causal;
+        p.q = q.data();
+        p.ldq = d;
+        p.k = kk.data();
+        p.ldk = d;
+        p.v = v.data();
+        p.ldv = dv;
+        p.out = out.data();
+        p.ldo = dv;
+        p.weights = weights ? w.data() : nullptr;
+        p.ldw = lk;
+        p.lq = lq;
+        p.lk = lk;
+        p.d = d;
+        p.dv = dv;
+        p.scale = 0.3f;
+        p.causal = causal;
         ASSERT_TRUE(k().flash_attention(p, {}));
         for (std::size_t i = 0; i < lq; ++i) {
           std::vector<double> sc(lk);

@@ -72,7 +72,9 @@ TemporalRef temporal_reference(const RowMatrixXf& x, const Eigen::VectorXd& t, d
   return r;
 }
 
-double max_abs(const MatrixXd& a, const MatrixXd& b) { return (a - b).cwiseAbs().maxCoeff(); }
+double max_abs(const MatrixXd& a, const MatrixXd& b) {
+  return (a - b).cwiseAbs().maxCoeff();
+}
 
 class OnEveryBackend : public ::testing::TestWithParam<Backend> {
  protected:

@@ -54,9 +54,9 @@ struct AttentionMask {
 
 struct DotProductOptions {
   AttentionMask mask;
-  bool causal = false;        // keep j <= i, top-left aligned (torch's is_causal)
-  bool need_weights = true;   // false: streaming, memory O((Lq+Lk)·D)
-  bool training = false;      // dropout acts only then
+  bool causal = false;       // keep j <= i, top-left aligned (torch's is_causal)
+  bool need_weights = true;  // false: streaming, memory O((Lq+Lk)·D)
+  bool training = false;     // dropout acts only then
 };
 
 class DotProductAttention {

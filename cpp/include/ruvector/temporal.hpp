@@ -19,10 +19,10 @@
 namespace ruvector {
 
 struct TemporalOptions {
-  bool causal = true;                // keep t_j <= t_i
-  double decay_rate = 0.0;           // λ >= 0
-  std::optional<double> half_life;   // > 0: λ = ln 2 / half_life (exclusive with decay_rate != 0)
-  std::optional<double> window;      // >= 0: drop |t_i − t_j| > window
+  bool causal = true;               // keep t_j <= t_i
+  double decay_rate = 0.0;          // λ >= 0
+  std::optional<double> half_life;  // > 0: λ = ln 2 / half_life (exclusive with decay_rate != 0)
+  std::optional<double> window;     // >= 0: drop |t_i − t_j| > window
 
   // Throws InvalidConfig naming the field when a value is out of range.
   void validate() const;

@@ -20,8 +20,7 @@ void init_threads_from_env();
 // threads never outnumber the pool. A cap (max_workers > 0) also binds every parallel_for
 // nested inside fn: the whole region keeps at most max_workers threads busy. The first
 // exception thrown by fn is rethrown here.
-void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn,
-                  std::size_t max_workers = 0);
+void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std::size_t max_workers = 0);
 
 // Runs `task` on a pool thread, later. Used by the asynchronous Python calls.
 void submit(std::function<void()> task);

@@ -19,8 +19,8 @@ using MatrixRef = Eigen::Ref<const RowMatrixXf>;
 using Index = Eigen::Index;
 
 // One metadata value: what a NumPy/PyTorch user finds in AttentionOutput.metadata.
-using MetaValue = std::variant<bool, std::int64_t, double, std::string, std::vector<double>,
-                               RowMatrixXf, RowMatrixXi64>;
+using MetaValue =
+    std::variant<bool, std::int64_t, double, std::string, std::vector<double>, RowMatrixXf, RowMatrixXi64>;
 using Metadata = std::map<std::string, MetaValue>;
 
 struct AttentionOutput {

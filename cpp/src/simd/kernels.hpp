@@ -20,11 +20,16 @@ struct Parallel {
 // restricted to allowed pairs (bool mask, causal by index, causal by time, window), then
 // softmax over j and out_i = Σ_j p_ij v_j.
 struct FlashParams {
-  const float* q = nullptr;  std::size_t ldq = 0;
-  const float* k = nullptr;  std::size_t ldk = 0;
-  const float* v = nullptr;  std::size_t ldv = 0;
-  float* out = nullptr;      std::size_t ldo = 0;
-  float* weights = nullptr;  std::size_t ldw = 0;  // null: streaming, no Lq×Lk matrix
+  const float* q = nullptr;
+  std::size_t ldq = 0;
+  const float* k = nullptr;
+  std::size_t ldk = 0;
+  const float* v = nullptr;
+  std::size_t ldv = 0;
+  float* out = nullptr;
+  std::size_t ldo = 0;
+  float* weights = nullptr;
+  std::size_t ldw = 0;  // null: streaming, no Lq×Lk matrix
   std::size_t lq = 0, lk = 0, d = 0, dv = 0;
   float scale = 1.0f;
 
@@ -36,9 +41,9 @@ struct FlashParams {
   // Temporal decay and time masks (TemporalAttention).
   const float* times = nullptr;  // [lq] == [lk]: self-attention only
   float decay = 0.0f;
-  bool time_causal = false;      // keep t_j <= t_i
-  float window = -1.0f;          // keep |t_i - t_j| <= window when >= 0
-  bool always_self = false;      // i always attends to itself
+  bool time_causal = false;  // keep t_j <= t_i
+  float window = -1.0f;      // keep |t_i - t_j| <= window when >= 0
+  bool always_self = false;  // i always attends to itself
 
   // Dropout on attention weights (training only): drop with probability p, rescale by 1/(1-p).
   float dropout = 0.0f;
@@ -49,10 +54,13 @@ struct FlashParams {
 struct GemmParams {
   // C[m,n] = A[m,k] · op(B) (+ C when accumulate) (+ bias[n] when bias).
   // op(B) = B [k,n] row-major with ldb, or Bᵀ where B is [n,k] row-major (b_transposed).
-  const float* a = nullptr; std::size_t lda = 0;
-  const float* b = nullptr; std::size_t ldb = 0;
+  const float* a = nullptr;
+  std::size_t lda = 0;
+  const float* b = nullptr;
+  std::size_t ldb = 0;
   bool b_transposed = false;
-  float* c = nullptr; std::size_t ldc = 0;
+  float* c = nullptr;
+  std::size_t ldc = 0;
   const float* bias = nullptr;
   std::size_t m = 0, n = 0, k = 0;
   bool accumulate = false;

@@ -12,9 +12,13 @@
 #include "kernels_impl.hpp"
 
 namespace ruvector::simd {
-const KernelTable& kernels_avx2() noexcept { return isa_avx2::table(); }
+const KernelTable& kernels_avx2() noexcept {
+  return isa_avx2::table();
+}
 }  // namespace ruvector::simd
 
 namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_avx2() noexcept { return isa_avx2::graph_table(); }
+const GraphKernelTable& graph_kernels_avx2() noexcept {
+  return isa_avx2::graph_table();
+}
 }  // namespace ruvector::simd

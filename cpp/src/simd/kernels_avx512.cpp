@@ -12,9 +12,13 @@
 #include "kernels_impl.hpp"
 
 namespace ruvector::simd {
-const KernelTable& kernels_avx512() noexcept { return isa_avx512::table(); }
+const KernelTable& kernels_avx512() noexcept {
+  return isa_avx512::table();
+}
 }  // namespace ruvector::simd
 
 namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_avx512() noexcept { return isa_avx512::graph_table(); }
+const GraphKernelTable& graph_kernels_avx512() noexcept {
+  return isa_avx512::graph_table();
+}
 }  // namespace ruvector::simd

@@ -210,8 +210,8 @@ void softmax_kernel(float* x, std::size_t n) noexcept {
 // Rows past m re-read row m-1, so the hot loop has no bounds; their results are dropped.
 
 template <bool Accumulate>
-void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, float* c,
-                  std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
+void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, float* c, std::size_t ldc,
+                  std::size_t m, std::size_t n, const float* bias) noexcept {
   reg acc[MR][NV];
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = Vec::zero();
@@ -256,8 +256,8 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
 // Packs columns [col0, col0 + NR) of op(B) (k rows) into bp[k][NR], zero-padding past n,
 // multiplied by `scale` (the attention scale is folded into the packed keys, so scores come
 // out of the GEMM already scaled and the softmax needs no multiply).
-void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t k, std::size_t n,
-                  std::size_t col0, float* bp, float scale = 1.0f) noexcept {
+void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t k, std::size_t n, std::size_t col0,
+                  float* bp, float scale = 1.0f) noexcept {
   const std::size_t cols = std::min(NR, n - col0);
   if (!transposed) {
     for (std::size_t p = 0; p < k; ++p) {
@@ -366,8 +366,8 @@ bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
 // Fused attention ("flash" style): blocks of queries against tiles of keys.
 
 constexpr std::size_t kQueryBlock = MR * ((64 + MR - 1) / MR);  // ~64 query rows per task
-constexpr std::size_t kKeyBlock = NR * ((256 + NR - 1) / NR);    // ~256 keys per tile
-constexpr std::size_t kPackBudget = 512 * 1024;                  // bytes of packed K+V at a time
+constexpr std::size_t kKeyBlock = NR * ((256 + NR - 1) / NR);   // ~256 keys per tile
+constexpr std::size_t kPackBudget = 512 * 1024;                 // bytes of packed K+V at a time
 
 inline std::uint64_t mix64(std::uint64_t x) noexcept {  // SplitMix64 finaliser
   x += 0x9e3779b97f4a7c15ULL;
@@ -448,10 +448,10 @@ std::size_t key_end(const FlashParams& p, std::size_t q1) noexcept {
 
 struct FlashJob {
   const FlashParams* p;
-  const float* kp;        // packed keys of [k_begin, k_end): panels of NR keys, d rows each
-  const float* vp;        // packed values of [k_begin, k_end): panels of NR columns
+  const float* kp;  // packed keys of [k_begin, k_end): panels of NR keys, d rows each
+  const float* vp;  // packed values of [k_begin, k_end): panels of NR columns
   std::size_t k_begin, k_end, vp_stride;
-  float* row_max;         // streaming state per query row (m, l); out holds the accumulator
+  float* row_max;  // streaming state per query row (m, l); out holds the accumulator
   float* row_sum;
   std::atomic<bool> failed;
 };
@@ -636,8 +636,9 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
 
 const KernelTable& table() noexcept {
   static const KernelTable t{
-      RUVECTOR_ISA_NAME, &dot_kernel, &axpy_kernel, &max_kernel, &exp_shift_sum_kernel, &scale_kernel,
-      &softmax_kernel,   &gemm_kernel, &flash_attention_kernel,
+      RUVECTOR_ISA_NAME, &dot_kernel,           &axpy_kernel,
+      &max_kernel,       &exp_shift_sum_kernel, &scale_kernel,
+      &softmax_kernel,   &gemm_kernel,          &flash_attention_kernel,
   };
   return t;
 }

@@ -10,9 +10,13 @@
 #include "kernels_impl.hpp"
 
 namespace ruvector::simd {
-const KernelTable& kernels_neon() noexcept { return isa_neon::table(); }
+const KernelTable& kernels_neon() noexcept {
+  return isa_neon::table();
+}
 }  // namespace ruvector::simd
 
 namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_neon() noexcept { return isa_neon::graph_table(); }
+const GraphKernelTable& graph_kernels_neon() noexcept {
+  return isa_neon::graph_table();
+}
 }  // namespace ruvector::simd

@@ -7,9 +7,13 @@
 #include "kernels_impl.hpp"
 
 namespace ruvector::simd {
-const KernelTable& kernels_scalar() noexcept { return isa_scalar::table(); }
+const KernelTable& kernels_scalar() noexcept {
+  return isa_scalar::table();
+}
 }  // namespace ruvector::simd
 
 namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_scalar() noexcept { return isa_scalar::graph_table(); }
+const GraphKernelTable& graph_kernels_scalar() noexcept {
+  return isa_scalar::graph_table();
+}
 }  // namespace ruvector::simd
