@@ -1,7 +1,7 @@
 // The SIMD kernels on their own (cpp/src/simd/kernels.hpp), per backend: the vector primitives
 // on one thread, the GEMM and the fused attention kernel on one thread ("serial") and on the
 // pool ("pool", through the same entry points the mechanisms use).
-//   ./bench_kernels --benchmark_filter='gemm/.*/pool'
+//   ./bench_attention --benchmark_filter='gemm/.*/pool'
 #include <cmath>
 #include <cstddef>
 #include <vector>
