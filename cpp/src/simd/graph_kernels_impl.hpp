@@ -66,28 +66,66 @@ std::size_t gcd_size(std::size_t a, std::size_t b) noexcept {
   return a;
 }
 
+// *s = x·a, *d = x·b over n values, each summed exactly as dot_kernel does, reading x once.
+RUVECTOR_GAT_INLINE void dot2(const float* x, const float* a, const float* b, std::size_t n, float* s,
+                              float* d) noexcept {
+  reg s0 = Vec::zero(), s1 = Vec::zero(), d0 = Vec::zero(), d1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const reg x0 = Vec::load(x + i), x1 = Vec::load(x + i + W);
+    s0 = Vec::fma(x0, Vec::load(a + i), s0);
+    s1 = Vec::fma(x1, Vec::load(a + i + W), s1);
+    d0 = Vec::fma(x0, Vec::load(b + i), d0);
+    d1 = Vec::fma(x1, Vec::load(b + i + W), d1);
+  }
+  for (; i + W <= n; i += W) {
+    const reg x0 = Vec::load(x + i);
+    s0 = Vec::fma(x0, Vec::load(a + i), s0);
+    d0 = Vec::fma(x0, Vec::load(b + i), d0);
+  }
+  float vs = Vec::hsum(Vec::add(s0, s1)), vd = Vec::hsum(Vec::add(d0, d1));
+  for (; i < n; ++i) {
+    vs += x[i] * a[i];
+    vd += x[i] * b[i];
+  }
+  *s = vs;
+  *d = vd;
+}
+
+// Rows per GEMM call of the transform: their x rows (and x' rows) stay in L1 across the column
+// panels of the product and for the α dot products that follow.
+constexpr std::size_t kTransformSubRows = MR * 4;
+
 bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept {
   if (row_begin >= row_end) return true;
-  const std::size_t H = t.heads, C = t.channels, HC = H * C;
-  GemmParams g;
-  g.a = t.x + row_begin * t.ld_x;
-  g.lda = t.ld_x;
-  g.b = t.weight;
-  g.ldb = t.in_features;
-  g.b_transposed = true;
-  g.c = t.out + row_begin * t.ld_out;
-  g.ldc = t.ld_out;
-  g.bias = t.bias;
-  g.m = row_end - row_begin;
-  g.n = HC;
-  g.k = t.in_features;
-  if (!gemm_kernel(g, Parallel{})) return false;
-  if (t.att_src == nullptr) return true;
-  for (std::size_t i = row_begin; i < row_end; ++i) {
-    const float* row = t.out + i * t.ld_out;
-    for (std::size_t h = 0; h < H; ++h) {
-      t.alpha_src[i * H + h] = dot_kernel(row + h * C, t.att_src + h * C, C);
-      t.alpha_dst[i * H + h] = dot_kernel(row + h * C, t.att_dst + h * C, C);
+  const std::size_t H = t.heads, C = t.channels, HC = H * C, K = t.in_features;
+  // W packed once per call (as gemm_kernel packs it), then the rows by small blocks.
+  const std::size_t panels = (HC + NR - 1) / NR;
+  const std::size_t packed_size = panels * K * NR;
+  Scratch<float> packed(packed_size);
+  if (!packed.ok(packed_size)) return false;
+  for (std::size_t jp = 0; jp < panels; ++jp)
+    pack_b_panel(t.weight, t.in_features, true, K, HC, jp * NR, packed.ptr + jp * K * NR);
+  for (std::size_t r0 = row_begin; r0 < row_end; r0 += kTransformSubRows) {
+    const std::size_t r1 = std::min(row_end, r0 + kTransformSubRows);
+#if defined(__GNUC__) || defined(__clang__)
+    {  // the next block's x rows (read) and x' rows (written) into L2 while this one computes
+      const std::size_t n1 = std::min(row_end, r1 + kTransformSubRows);
+      for (std::size_t i = r1; i < n1; ++i) {
+        const char* a = reinterpret_cast<const char*>(t.x + i * t.ld_x);
+        for (std::size_t b = 0; b < K * sizeof(float); b += 64) __builtin_prefetch(a + b, 0, 2);
+        char* c = reinterpret_cast<char*>(t.out + i * t.ld_out);
+        for (std::size_t b = 0; b < HC * sizeof(float); b += 64) __builtin_prefetch(c + b, 1, 2);
+      }
+    }
+#endif
+    gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, packed.ptr, K * NR, t.out + r0 * t.ld_out, t.ld_out, false,
+                t.bias);
+    if (t.att_src == nullptr) continue;
+    for (std::size_t i = r0; i < r1; ++i) {
+      const float* row = t.out + i * t.ld_out;
+      for (std::size_t h = 0; h < H; ++h)
+        dot2(row + h * C, t.att_src + h * C, t.att_dst + h * C, C, t.alpha_src + i * H + h, t.alpha_dst + i * H + h);
     }
   }
   return true;
@@ -119,7 +157,18 @@ void per_head_pass(float* x, std::size_t total, const float* pattern, std::size_
     phase += W;
     if (phase == period) phase = 0;
   }
-  for (; t < total; ++t, ++phase) x[t] = sop(x[t], pattern[phase]);  // phase < period here
+  if (t == total) return;
+  // Fewer than W left: one vector on a padded copy (a scalar exp costs a whole vector one).
+  const std::size_t left = total - t;
+  alignas(64) float tail[W], pat[W];
+  for (std::size_t u = 0; u < W; ++u) {
+    tail[u] = u < left ? x[t + u] : 0.0f;
+    pat[u] = pattern[phase];
+    if (++phase == period) phase = 0;
+  }
+  Vec::store(tail, vop(Vec::load(tail), Vec::load(pat)));
+  for (std::size_t u = 0; u < left; ++u) x[t + u] = tail[u];
+  (void)sop;
 }
 
 // out[h] = fold of column h of s[total / H × H] (row-major) with `vop` / `sop`, by vectors:
