@@ -22,16 +22,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import ruvector as rv
-from harness import Row, time_alternating
+from harness import Row, time_alternating, torch_or_none
 
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(rv.get_num_threads())
-    return torch
+_torch = torch_or_none
 
 
 def _batch_rows(loop: asyncio.AbstractEventLoop, repeats: int, torch) -> list[Row]:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 import ruvector as rv
-from harness import Row, peak_rss_growth, time_alternating
+from harness import Row, peak_rss_growth, time_alternating, torch_or_none
 
-
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(rv.get_num_threads())
-    return torch
+_torch = torch_or_none
 
 
 def _numpy_attention(q, k, v, scale):

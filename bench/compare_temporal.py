@@ -17,19 +17,13 @@ import math
 import numpy as np
 
 import ruvector as rv
-from harness import Row, time_alternating
+from harness import Row, time_alternating, torch_or_none
 
 SECTION_T = "temporal"
 SECTION_H = "hierarchical"
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(rv.get_num_threads())
-    return torch
+_torch = torch_or_none
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,5 +83,17 @@ def peak_rss_growth(setup: str, call: str) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def torch_or_none():
+    """torch on as many threads as ruvector's pool, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import ruvector
+
+    torch.set_num_threads(ruvector.get_num_threads())
+    return torch
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3f}"

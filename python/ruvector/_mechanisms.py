@@ -45,8 +45,8 @@ def _positive_int(name: str, value: Any) -> int:
     return number
 
 
-class DotProductAttention(AsyncBatchMixin, _native.DotProductAttention):
-    """Scaled dot-product attention: softmax(scale·Q·Kᵀ + mask)·V (SPEC §4)."""
+class QueryKeyValueBatchMixin(AsyncBatchMixin):
+    """compute_batch / compute_batch_async for mechanisms called as (query, key, value)."""
 
     def compute_batch(
         self,
@@ -75,6 +75,10 @@ class DotProductAttention(AsyncBatchMixin, _native.DotProductAttention):
         """Awaitable form of compute_batch."""
         columns = [("queries", queries, False), ("keys", keys, False), ("values", values, False)]
         return await self._run_batch_async(columns, kwargs, batch_config, progress)
+
+
+class DotProductAttention(QueryKeyValueBatchMixin, _native.DotProductAttention):
+    """Scaled dot-product attention: softmax(scale·Q·Kᵀ + mask)·V (SPEC §4)."""
 
 
 __all__ = ["BatchConfig", "DotProductAttention"]
