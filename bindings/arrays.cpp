@@ -8,7 +8,6 @@
 #include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
-namespace {
 
 py::module_& numpy() {
   // Leaked on purpose: a static py::object would be released after the interpreter is gone.
@@ -24,6 +23,13 @@ std::string shape_of(const py::array& a) {
   s << ")";
   return s.str();
 }
+
+bool is_non_array(py::handle obj) {
+  return obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
+         py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr());
+}
+
+namespace {
 
 bool is_plain_float32(py::handle obj) {
   if (!py::isinstance<py::array_t<float>>(obj)) return false;
@@ -42,8 +48,7 @@ FloatArray to_float_array(py::handle obj, const char* name, int ndim, const char
   if (is_plain_float32(obj)) {
     arr = py::reinterpret_borrow<py::array>(obj);
   } else {
-    if (obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
-        py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr()))
+    if (is_non_array(obj))
       throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
     py::object converted;
     try {
@@ -86,8 +91,7 @@ FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint) {
 }
 
 py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint) {
-  if (obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
-      py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr()))
+  if (is_non_array(obj))
     throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
   py::array a;
   try {

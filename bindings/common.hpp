@@ -62,6 +62,13 @@ py::object to_python(AttentionOutput&& out);
 // Name of a Python object's type, for error messages.
 std::string type_name(py::handle obj);
 
+// The numpy module (imported once, never released).
+py::module_& numpy();
+// "(3, 4)": an array's shape as NumPy prints it, for error messages.
+std::string shape_of(const py::array& a);
+// None, str, bytes, dict or a complex scalar: never an array argument.
+bool is_non_array(py::handle obj);
+
 void register_errors(py::module_& m);
 void register_core(py::module_& m);
 void register_types(py::module_& m);

@@ -13,23 +13,6 @@
 namespace ruvector::bindings {
 namespace {
 
-py::module_& numpy() {
-  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
-  static py::module_* np = new py::module_(py::module_::import("numpy"));
-  return *np;
-}
-
-std::string shape_of(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
-}
-
-bool is_non_array(py::handle obj) {
-  return obj.is_none() || py::isinstance<py::str>(obj) || py::isinstance<py::bytes>(obj) ||
-         py::isinstance<py::dict>(obj) || PyComplex_Check(obj.ptr());
-}
-
 std::int64_t to_num_nodes(py::handle obj) {
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
     throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));

@@ -105,6 +105,20 @@ std::string shape_str(std::int64_t rows, std::int64_t cols) {
   return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
 }
 
+void check_value_rows(std::int64_t keys, std::int64_t value_rows) {
+  if (value_rows != keys)
+    throw DimensionMismatch("value has " + std::to_string(value_rows) + " rows, key has " + std::to_string(keys) +
+                                ": give one value row per key",
+                            keys, value_rows);
+}
+
+void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t lk, const char* note) {
+  if (mask.kind != AttentionMask::Kind::None && (mask.rows != lq || mask.cols != lk))
+    throw DimensionMismatch(
+        "mask has shape " + shape_str(mask.rows, mask.cols) + ", expected [Lq, Lk] = " + shape_str(lq, lk) + note,
+        lq * lk, mask.rows * mask.cols);
+}
+
 std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint) {
   const double bytes = static_cast<double>(rows) * static_cast<double>(cols) * sizeof(float);
   bool too_big = rows < 0 || cols < 0 || bytes > static_cast<double>(memory_limit_bytes());

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ruvector/dot_product.hpp"
 #include "simd/kernels.hpp"
 
 namespace ruvector::detail {
@@ -23,5 +24,10 @@ void run_gemm(const simd::GemmParams& p);
 std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint);
 
 std::string shape_str(std::int64_t rows, std::int64_t cols);
+
+// The checks every (query, key, value) front end shares: one value row per key, and a mask
+// of shape [Lq, Lk] (`note` is appended to the message). Throw DimensionMismatch.
+void check_value_rows(std::int64_t keys, std::int64_t value_rows);
+void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t lk, const char* note = "");
 
 }  // namespace ruvector::detail

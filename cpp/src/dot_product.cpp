@@ -29,14 +29,8 @@ void DotProductAttention::validate(const MatrixRef& q, const MatrixRef& k, const
     throw DimensionMismatch("key has " + std::to_string(k.cols()) + " columns, query has " + std::to_string(d) +
                                 ": query and key must share their last dimension",
                             d, k.cols());
-  if (v.rows() != lk)
-    throw DimensionMismatch("value has " + std::to_string(v.rows()) + " rows, key has " + std::to_string(lk) +
-                                ": give one value row per key",
-                            lk, v.rows());
-  if (opt.mask.kind != AttentionMask::Kind::None && (opt.mask.rows != lq || opt.mask.cols != lk))
-    throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
-                                ", expected [Lq, Lk] = " + detail::shape_str(lq, lk),
-                            lq * lk, opt.mask.rows * opt.mask.cols);
+  detail::check_value_rows(lk, v.rows());
+  detail::check_mask_shape(opt.mask, lq, lk);
   detail::checked_elements(lq, v.cols(), "attention values", "split the queries into smaller calls");
   if (opt.need_weights)
     detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");

@@ -277,14 +277,8 @@ void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const 
                                 ": pass value [Lk, vdim] (build the layer with vdim=" + std::to_string(v.cols()) +
                                 " for values of that width)",
                             vdim_, v.cols());
-  if (v.rows() != lk)
-    throw DimensionMismatch("value has " + std::to_string(v.rows()) + " rows, key has " + std::to_string(lk) +
-                                ": give one value row per key",
-                            lk, v.rows());
-  if (opt.mask.kind != AttentionMask::Kind::None && (opt.mask.rows != lq || opt.mask.cols != lk))
-    throw DimensionMismatch("mask has shape " + detail::shape_str(opt.mask.rows, opt.mask.cols) +
-                                ", expected [Lq, Lk] = " + detail::shape_str(lq, lk) + " (one mask for all heads)",
-                            lq * lk, opt.mask.rows * opt.mask.cols);
+  detail::check_value_rows(lk, v.rows());
+  detail::check_mask_shape(opt.mask, lq, lk, " (one mask for all heads)");
   const char* hint = "use shorter sequences";
   detail::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
   if (opt.need_weights)
