@@ -168,6 +168,7 @@ struct AsyncCall {
   std::shared_ptr<CompletionChannel> channel;
   py::object future;
   py::object callback;
+  bool single = false;  // compute_async: the future's result is the one output, not a list
 
   void drop_python_references() {  // GIL held
     list = JobList();
@@ -185,6 +186,10 @@ struct AsyncTicket {
 // The outputs of a finished call, or the error its first failed item raised (GIL held).
 std::pair<py::object, py::object> outcome(AsyncCall& call) {
   try {
+    if (call.single && call.results.outputs.size() == 1) {
+      if (call.results.errors[0]) std::rethrow_exception(call.results.errors[0]);
+      return {to_python(std::move(call.results.outputs[0])), py::none()};
+    }
     return {to_python_list(call.results), py::none()};
   } catch (...) {
     return {py::none(), current_python_error()};
@@ -429,6 +434,21 @@ void register_batch(py::module_& m) {
           },
           py::arg("jobs"), py::arg("max_workers"), py::arg("future"),
           "Runs prepared jobs on the pool; drain() later resolves `future` with their outputs.")
+      .def(
+          "submit_one",
+          [](const std::shared_ptr<CompletionChannel>& self, py::object handle, py::object future) {
+            auto call = std::make_shared<AsyncCall>();
+            auto& job = handle.cast<JobHandle&>();
+            if (!job.job) throw InvalidInput("this _Job is empty: prepare it again");
+            call->list.jobs.push_back(job.job.get());
+            call->list.handles.push_back(std::move(handle));
+            call->single = true;
+            call->channel = self;
+            call->future = std::move(future);
+            return start(std::move(call));
+          },
+          py::arg("job"), py::arg("future"),
+          "Runs one prepared job (compute_async); drain() later resolves `future` with its output.")
       .def("drain", &CompletionChannel::drain,
            "Resolves the futures of the calls finished so far (on the loop's thread).")
       .def("close_reader", &CompletionChannel::close_reader, "Closes the watched end (the loop is gone).");

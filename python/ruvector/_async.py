@@ -42,13 +42,23 @@ _channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.W
 _channels_lock = threading.Lock()
 
 
+# (weak reference to the loop, its channel) of the latest call: the usual case, without a lookup.
+_last: tuple[Callable[[], Any], Any] = (lambda: None, None)
+
+
 def _channel_of(loop: asyncio.AbstractEventLoop) -> Any:
     """The loop's completion channel (POSIX selector loops), made on first use: pool workers
     queue finished calls and write a byte to a socket the loop watches, without the GIL; the
     loop's reader resolves the futures on its own thread. None where the loop cannot watch a
     socket (e.g. Windows' proactor loop): completions then go through call_soon_threadsafe."""
+    global _last
+    last_loop, last_channel = _last
+    if last_loop() is loop:
+        return last_channel
     try:
-        return _channels[loop]
+        channel = _channels[loop]
+        _last = (weakref.ref(loop), channel)
+        return channel
     except KeyError:
         pass
     except TypeError:  # a loop type without weak references: no cache, no channel
@@ -65,7 +75,9 @@ def _channel_of(loop: asyncio.AbstractEventLoop) -> Any:
                 else:
                     weakref.finalize(loop, channel.close_reader)
             _channels[loop] = channel
-        return _channels[loop]
+        channel = _channels[loop]
+        _last = (weakref.ref(loop), channel)
+        return channel
 
 
 def _submit(
@@ -260,10 +272,20 @@ class AsyncBatchMixin:
     async def compute_async(self, *args: Any, **kwargs: Any) -> Any:
         """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released.
         Errors (the same types as ``compute`` raises) surface when awaited."""
+        loop = asyncio.get_running_loop()
         job = self._prepare(*args, **kwargs)
-        fut, ticket = _submit(asyncio.get_running_loop(), [job], 0)
+        channel = _channel_of(loop)
+        if channel is None:
+            fut, ticket = _submit(loop, [job], 0)
+            try:
+                return (await fut)[0]
+            except asyncio.CancelledError:
+                ticket.cancel()
+                raise
+        one: asyncio.Future[Any] = loop.create_future()
+        ticket = channel.submit_one(job, one)  # the worker computes; the loop's reader resolves `one`
         try:
-            return (await fut)[0]
+            return await one
         except asyncio.CancelledError:
             ticket.cancel()
             raise
