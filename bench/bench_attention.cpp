@@ -158,7 +158,11 @@ void flash_attention() {
             set_flops(state, 4.0 * static_cast<double>(lq) * static_cast<double>(lk) * static_cast<double>(d));
           },
           [](benchmark::internal::Benchmark* b) {
-            b->ArgNames({"Lq", "Lk", "D"})->Args({128, 128, 64})->Args({1024, 1024, 64})->Args({256, 4096, 128});
+            b->ArgNames({"Lq", "Lk", "D"})
+                ->Args({128, 128, 64})
+                ->Args({256, 256, 64})
+                ->Args({1024, 1024, 64})
+                ->Args({256, 4096, 128});
           });
     }
   }

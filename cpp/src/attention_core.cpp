@@ -90,7 +90,8 @@ std::uint64_t memory_limit_bytes() {
 }  // namespace
 
 const char* run_flash(const simd::FlashParams& p) {
-  const double flops = 2.0 * static_cast<double>(p.lq) * static_cast<double>(p.lk) * static_cast<double>(p.d + p.dv);
+  const double flops = 2.0 * static_cast<double>(p.heads) * static_cast<double>(p.lq) * static_cast<double>(p.lk) *
+                       static_cast<double>(p.d + p.dv);
   const simd::KernelTable& kernels = simd::active_kernels();
   if (!kernels.flash_attention(p, parallel_if(flops))) throw std::bad_alloc();
   return kernels.name;

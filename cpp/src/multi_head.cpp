@@ -3,14 +3,12 @@
 #include "ruvector/multi_head.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <string>
 
 #include "attention_core.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
-#include "ruvector/thread_pool.hpp"
 
 namespace ruvector {
 
@@ -355,62 +353,40 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   }
 
   // Every head: the fused kernel on column slices of the projections, writing its slice of
-  // the concatenated heads and, when asked, its [Lq, Lk] block of weights.
-  RowMatrixXf context(lq, e), head_weights;
-  float* wbuf = nullptr;
-  if (per_head) {
-    wbuf = out.weights.data();
-  } else if (opt.need_weights) {
-    head_weights.resize(heads * lq, lk);
-    wbuf = head_weights.data();
-  }
+  // the concatenated heads. One call takes all heads: with weights it walks query blocks
+  // through every head, averaging the weights while a block is in cache.
+  RowMatrixXf context(lq, e);
   const bool dropout = opt.training && config_.dropout > 0.0;
   const std::uint64_t call = dropout ? calls_.fetch_add(1, std::memory_order_relaxed) : 0;
-  const float scale = static_cast<float>(config_.scale_for(hd));
-  parallel_for(sz(heads), [&](std::size_t h) {
-    simd::FlashParams p;
-    p.q = qp + h * sz(hd);
-    p.ldq = ldq;
-    p.k = kp + h * sz(hd);
-    p.ldk = ldk;
-    p.v = vp + h * sz(hd);
-    p.ldv = ldv;
-    p.out = context.data() + h * sz(hd);
-    p.ldo = sz(e);
-    p.weights = wbuf ? wbuf + h * sz(lq) * sz(lk) : nullptr;
-    p.ldw = sz(lk);
-    p.lq = sz(lq);
-    p.lk = sz(lk);
-    p.d = p.dv = sz(hd);
-    p.scale = scale;
-    p.bool_mask = opt.mask.boolean;
-    p.additive_mask = opt.mask.additive;
-    p.ldm = sz(opt.mask.stride);
-    p.causal = opt.causal;
-    if (dropout) {
-      p.dropout = static_cast<float>(config_.dropout);
-      p.seed = config_.seed;
-      p.stream = call * sz(heads) + h;  // one stream per (call, head): heads drop independently
-    }
-    detail::run_flash(p);
-  });
-
-  if (opt.need_weights && !per_head) {  // mean over heads, rows in parallel
-    const simd::KernelTable& kt = simd::active_kernels();
-    const std::size_t rows_per_task = std::max<std::size_t>(1, (1u << 16) / sz(lk));
-    const std::size_t tasks = (sz(lq) + rows_per_task - 1) / rows_per_task;
-    const float inv_heads = 1.0f / static_cast<float>(heads);
-    parallel_for(tasks, [&](std::size_t t) {
-      const std::size_t r1 = std::min(sz(lq), (t + 1) * rows_per_task);
-      for (std::size_t r = t * rows_per_task; r < r1; ++r) {
-        float* dst = out.weights.data() + r * sz(lk);
-        std::memcpy(dst, head_weights.data() + r * sz(lk), sz(lk) * sizeof(float));
-        for (Index h = 1; h < heads; ++h)
-          kt.axpy(1.0f, head_weights.data() + (sz(h) * sz(lq) + r) * sz(lk), dst, sz(lk));
-        kt.scale(dst, sz(lk), inv_heads);
-      }
-    });
+  simd::FlashParams p;
+  p.q = qp;
+  p.ldq = ldq;
+  p.k = kp;
+  p.ldk = ldk;
+  p.v = vp;
+  p.ldv = ldv;
+  p.out = context.data();
+  p.ldo = sz(e);
+  p.lq = sz(lq);
+  p.lk = sz(lk);
+  p.d = p.dv = sz(hd);
+  p.scale = static_cast<float>(config_.scale_for(hd));
+  p.bool_mask = opt.mask.boolean;
+  p.additive_mask = opt.mask.additive;
+  p.ldm = sz(opt.mask.stride);
+  p.causal = opt.causal;
+  if (dropout) {
+    p.dropout = static_cast<float>(config_.dropout);
+    p.seed = config_.seed;
+    p.stream = call * sz(heads);  // head h drops with stream + h: heads drop independently
   }
+  p.heads = sz(heads);
+  if (opt.need_weights) {
+    p.weights = out.weights.data();
+    p.ldw = sz(lk);
+    p.average_heads = !per_head;
+  }
+  detail::run_flash(p);
 
   linear(context.data(), sz(e), sz(lq), sz(e), w->out_proj.data(), sz(e), sz(e),
          w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e));

@@ -37,7 +37,8 @@ namespace {
 // Waking a sleeping thread costs tens of microseconds on a virtual machine (measured here:
 // a batch of eight 1×1 items took ~90 µs instead of ~25 µs), which is as long as a small call
 // itself; polling a little first lets bursts of small calls (async calls, batches, the helper
-// of a split kernel) start at once. Pollers yield the CPU to any other runnable thread.
+// of a split kernel) start at once. Polling never oversubscribes the CPUs: a poller stops as
+// soon as more threads are running than the pool has (see Pool::running_).
 constexpr std::chrono::microseconds kSpinBeforeSleep{200};
 
 inline void cpu_relax() noexcept {
@@ -48,16 +49,16 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Polls `ready` for up to kSpinBeforeSleep; true as soon as it holds.
-template <class Ready>
-bool spin_until(Ready ready) {
+// Polls `ready` for up to kSpinBeforeSleep, or until `give_up`; true as soon as it holds.
+template <class Ready, class GiveUp>
+bool spin_until(Ready ready, GiveUp give_up) {
   const auto start = std::chrono::steady_clock::now();
   for (unsigned i = 1;; ++i) {
     if (ready()) return true;
     cpu_relax();
     if (i % 64 == 0) {
-      if (std::chrono::steady_clock::now() - start > kSpinBeforeSleep) return ready();
-      std::this_thread::yield();  // let a runnable thread (the caller, the event loop) have the core
+      if (give_up() || std::chrono::steady_clock::now() - start > kSpinBeforeSleep) return ready();
+      std::this_thread::yield();
     }
   }
 }
@@ -95,22 +96,49 @@ class Pool {
       std::lock_guard<std::mutex> lock(mutex_);
       queue_.push_back(std::move(task));
       queued_.fetch_add(1, std::memory_order_release);
-      wake = sleepers_ > 0;  // polling workers see `queued_` without a system call
+      // Polling workers take queued tasks without a system call; wake a sleeper only for
+      // the tasks beyond them (a woken worker that finds nothing left costs a CPU for nothing).
+      wake = sleepers_ > 0 && static_cast<std::ptrdiff_t>(queue_.size()) > pollers_.load(std::memory_order_acquire);
     }
     if (wake) cv_.notify_one();
   }
 
+  // Threads of this pool's work that are on a CPU: workers not asleep (running a task or
+  // polling) plus callers inside parallel_for. Pollers give up while it exceeds size().
+  std::atomic<std::ptrdiff_t> running_{0};
+
+  bool oversubscribed() const noexcept {
+    return running_.load(std::memory_order_relaxed) > static_cast<std::ptrdiff_t>(size_);
+  }
+
  private:
+  // Whether this idle worker may poll: at most size() - 1 pollers (at least one), so that
+  // the thread feeding the pool (the caller, the event loop) keeps a CPU.
+  bool start_polling() noexcept {
+    const std::ptrdiff_t cap = std::max<std::ptrdiff_t>(1, static_cast<std::ptrdiff_t>(size_) - 1);
+    std::ptrdiff_t n = pollers_.load(std::memory_order_relaxed);
+    while (n < cap)
+      if (pollers_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
+    return false;
+  }
+
   void run() {
     t_worker_of = this;
+    running_.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
-      spin_until([this] { return queued_.load(std::memory_order_acquire) > 0 || stopping_.load(); });
+      if (queued_.load(std::memory_order_acquire) == 0 && start_polling()) {
+        spin_until([this] { return queued_.load(std::memory_order_acquire) > 0 || stopping_.load(); },
+                   [this] { return oversubscribed(); });
+        pollers_.fetch_sub(1, std::memory_order_relaxed);
+      }
       std::function<void()> task;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         if (queue_.empty() && !stop_) {
           ++sleepers_;  // under the lock, so a push that follows sees it and notifies
+          running_.fetch_sub(1, std::memory_order_relaxed);
           cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+          running_.fetch_add(1, std::memory_order_relaxed);
           --sleepers_;
         }
         if (queue_.empty()) {
@@ -132,6 +160,7 @@ class Pool {
   std::mutex mutex_;
   std::condition_variable cv_;
   int sleepers_ = 0;  // workers waiting on cv_ (guarded by mutex_)
+  std::atomic<std::ptrdiff_t> pollers_{0};
   bool stop_ = false;
   std::atomic<bool> stopping_{false};
 };
@@ -306,6 +335,16 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
     threads = std::min(threads, static_cast<std::size_t>(slots) + 1);
   }
   BudgetScope caller_scope(budget.get());
+  // A caller from outside the pool is one more thread on a CPU for this pool's work.
+  struct Running {
+    Pool* pool;
+    explicit Running(Pool* p) : pool(p) {
+      if (pool) pool->running_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~Running() {
+      if (pool) pool->running_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  } running(in_pool_worker() ? nullptr : p.get());
   if (threads <= 1) {
     for (std::size_t i = 0; i < n; ++i) fn(i);
     return;
@@ -331,7 +370,8 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
       budget->give_back();
     });
   work_on(*state);
-  if (!spin_until([&] { return state->done.load(std::memory_order_acquire) == n; })) {
+  if (!spin_until([&] { return state->done.load(std::memory_order_acquire) == n; },
+                  [&] { return p->oversubscribed(); })) {
     std::unique_lock<std::mutex> lock(state->mutex);
     state->cv.wait(lock, [&] { return state->done.load(std::memory_order_acquire) == n; });
   }

@@ -48,7 +48,14 @@ struct FlashParams {
   // Dropout on attention weights (training only): drop with probability p, rescale by 1/(1-p).
   float dropout = 0.0f;
   std::uint64_t seed = 0;
-  std::uint64_t stream = 0;  // per call: (object id, call counter) mixed
+  std::uint64_t stream = 0;  // per call: (object id, call counter) mixed; head h uses stream + h
+
+  // Several heads in one call (MultiHeadAttention): head h reads columns [h·d, (h+1)·d) of q
+  // and k and [h·dv, (h+1)·dv) of v, and writes those columns of out; all heads share the
+  // masks. Weights are per-head blocks [heads, lq, lk] (head h at weights + h·lq·ldw) or, with
+  // average_heads, their mean [lq, lk], accumulated per query block while it is in cache.
+  std::size_t heads = 1;
+  bool average_heads = false;
 };
 
 struct GemmParams {
