@@ -107,7 +107,7 @@ def _concurrency_rows(loop: asyncio.AbstractEventLoop, repeats: int) -> list[Row
         for _ in range(50):
             loop.run_until_complete(gather(xs))
         loop_cpu_us = (time.thread_time() - start) / 50 / 8 * 1e6
-        splits = 2.0 * length * length * 128 >= 4.0e6  # attention_core.cpp: kParallelFlops
+        splits = 2.0 * length * length * 128 >= 8.0e6  # attention_core.cpp: kParallelFlops
         rows.append(
             Row(
                 "async",

@@ -903,3 +903,24 @@ def test_concurrent_small_calls_run_on_the_pool_in_parallel(rng, two_threads):
     assert sum(1 for ms in cpu.values() if ms > 1.0) >= 2, cpu  # both pool workers took calls
     for i, out in enumerate(results[0]):
         assert_same(out, expected[i % 8])
+
+
+@needs_proc
+def test_idle_pool_workers_sleep_instead_of_polling(rng, two_threads):
+    # Workers poll for new tasks only briefly (kSpinBeforeSleep, 200 µs) after finishing one,
+    # then sleep: an idle pool must not burn a CPU.
+    attn = rv.DotProductAttention()
+    x = randn(rng, 128, 64)
+
+    async def eight_calls():
+        return await asyncio.gather(*(attn.compute_async(x, x, x) for _ in range(8)))
+
+    for _ in range(3):
+        attn.compute_batch([x] * 16, [x] * 16, [x] * 16)
+        asyncio.run(eight_calls())
+    time.sleep(0.05)
+    before = _thread_cpu_ms()
+    time.sleep(0.4)
+    after = _thread_cpu_ms()
+    idle_cpu = {t: after[t] - before.get(t, 0.0) for t in after}
+    assert sum(idle_cpu.values()) < 40.0, idle_cpu  # ms over 400 ms of idling: nobody spins
