@@ -114,7 +114,11 @@ py::array_t<double> to_double_vector(py::handle obj, const char* name, const cha
 
 py::array_t<float> to_numpy(RowMatrixXf&& m, const std::vector<Index>& shape) {
   auto* owned = new RowMatrixXf(std::move(m));
-  py::capsule free_when_done(owned, [](void* p) { delete static_cast<RowMatrixXf*>(p); });
+  py::capsule free_when_done(owned, [](void* p) {
+    auto* matrix = static_cast<RowMatrixXf*>(p);
+    recycle_output(std::move(*matrix));  // large buffers serve the next call of that size
+    delete matrix;
+  });
   std::vector<py::ssize_t> dims(shape.begin(), shape.end());
   std::vector<py::ssize_t> strides(dims.size());
   py::ssize_t stride = sizeof(float);

@@ -41,9 +41,9 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   validate(q, k, v, opt);
   const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
   AttentionOutput out;
-  out.values.resize(lq, dv);
+  out.values = output_matrix(lq, dv);
   if (opt.need_weights) {
-    out.weights.resize(lq, lk);
+    out.weights = output_matrix(lq, lk);
     out.weights_shape = {lq, lk};
   }
 

@@ -737,7 +737,7 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   const bool edge_terms = graph.has_edge_features();  // validate: then edge_dim matches
 
   AttentionOutput out;
-  out.values.resize(x.rows(), out_features());
+  out.values = output_matrix(x.rows(), out_features());
   advise_huge_pages(out.values.data(), static_cast<std::size_t>(out.values.size()) * sizeof(float));
 
   simd::GatParams kp;
@@ -819,7 +819,7 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
 
   const std::int64_t used = used_edges(g, options_.add_self_loops);
   if (need_weights) {
-    out.weights.resize(used, static_cast<Index>(H));
+    out.weights = output_matrix(used, static_cast<Index>(H));
     advise_huge_pages(out.weights.data(), static_cast<std::size_t>(out.weights.size()) * sizeof(float));
     out.weights_shape = {used, static_cast<Index>(H)};
     kp.weights = out.weights.data();

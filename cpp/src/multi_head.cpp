@@ -291,7 +291,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   const Index lq = q.rows(), lk = k.rows(), e = embed_dim_, heads = num_heads(), hd = head_dim();
 
   AttentionOutput out;
-  out.values.resize(lq, e);
+  out.values = output_matrix(lq, e);
   out.metadata["attention_type"] = std::string("multi_head");
   out.metadata["num_heads"] = static_cast<std::int64_t>(heads);
   out.metadata["head_dim"] = static_cast<std::int64_t>(hd);
@@ -300,7 +300,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   const bool per_head = opt.need_weights && !opt.average_weights;
   if (opt.need_weights) {
-    out.weights.resize(per_head ? heads * lq : lq, lk);
+    out.weights = output_matrix(per_head ? heads * lq : lq, lk);
     out.weights_shape = per_head ? std::vector<Index>{heads, lq, lk} : std::vector<Index>{lq, lk};
   }
   if (lq == 0) return out;

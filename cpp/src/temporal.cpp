@@ -103,9 +103,9 @@ AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, b
                                        bool need_weights) const {
   const Index t = seq.rows(), d = seq.cols();
   AttentionOutput out;
-  out.values.resize(t, d);
+  out.values = output_matrix(t, d);
   if (need_weights) {
-    out.weights.resize(t, t);
+    out.weights = output_matrix(t, t);
     out.weights_shape = {t, t};
   }
 

@@ -35,4 +35,13 @@ struct AttentionOutput {
   bool has_weights() const noexcept { return !weights_shape.empty(); }
 };
 
+// Large output matrices are reused between calls. A freshly mapped page costs the kernel a
+// clear on first touch, and far more on a virtual machine that hands freed pages back to its
+// host (measured here: 87 MB of fresh output took 10-170 ms to first touch). Mechanisms take
+// their outputs from output_matrix(); whoever frees an output may hand it back with
+// recycle_output() (the Python bindings do, when NumPy frees the array), and the next call of
+// the same size reuses it. At most a few matrices of >= 1 MB, 256 MB in all, are kept.
+RowMatrixXf output_matrix(Index rows, Index cols);
+void recycle_output(RowMatrixXf&& m) noexcept;
+
 }  // namespace ruvector
