@@ -3,8 +3,17 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <deque>
 #include <limits>
+#include <mutex>
+#include <new>
 #include <string>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 #include "common.hpp"
 #include "ruvector/errors.hpp"
@@ -67,8 +76,65 @@ FloatArray to_edge_features(py::handle obj) {
   return to_float_array(src, "edge_features", 2, "[E, F]");
 }
 
+// Graphs given to compute() as raw [E, 2] arrays, built into their CSR form once. PyG code
+// passes the same edge_index on every call (PyG's own GCNConv offers `cached=True` for this);
+// the CSR of the last few raw graphs is kept with a copy of their edges, and a call whose edges
+// equal one of them element for element (checked in full, no hashing) reuses its CSR. Bounded:
+// at most kKept graphs of at most kMaxEdges edges each.
+class RawGraphCache {
+ public:
+  static RawGraphCache& instance() {
+    static RawGraphCache* cache = new RawGraphCache();  // never destroyed: usable until exit
+    return *cache;
+  }
+
+  // The CSR built earlier from exactly these [E, 2] edges and num_nodes, if kept.
+  std::optional<GraphStructure> find(const std::int64_t* edges, std::int64_t num_edges, std::int64_t num_nodes) {
+    const std::size_t words = 2 * static_cast<std::size_t>(num_edges);
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->num_nodes != num_nodes || it->edges.size() != words) continue;
+      if (words > 0 && std::memcmp(it->edges.data(), edges, words * sizeof(std::int64_t)) != 0) continue;
+      Entry hit = std::move(*it);  // most recently used last
+      kept_.erase(it);
+      kept_.push_back(std::move(hit));
+      return kept_.back().graph;
+    }
+    return std::nullopt;
+  }
+
+  void add(const std::int64_t* edges, std::int64_t num_edges, std::int64_t num_nodes, const GraphStructure& graph) {
+    if (num_edges < kMinEdges || num_edges > kMaxEdges) return;  // small ones rebuild in microseconds
+    try {
+      Entry e{num_nodes, std::vector<std::int64_t>(edges, edges + 2 * num_edges), graph};
+      std::lock_guard<std::mutex> lock(mutex_);
+      kept_.push_back(std::move(e));
+      while (kept_.size() > kKept) kept_.pop_front();
+    } catch (const std::bad_alloc&) {  // no room for the copy: nothing kept
+    }
+  }
+
+ private:
+  RawGraphCache() {
+#if defined(__unix__) || defined(__APPLE__)
+    pthread_atfork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
+#endif
+  }
+
+  struct Entry {
+    std::int64_t num_nodes;
+    std::vector<std::int64_t> edges;  // [E, 2] as given
+    GraphStructure graph;
+  };
+  static constexpr std::size_t kKept = 2;
+  static constexpr std::int64_t kMinEdges = 4096;
+  static constexpr std::int64_t kMaxEdges = std::int64_t{1} << 26;
+  std::mutex mutex_;
+  std::deque<Entry> kept_;
+};
+
 GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle edge_features, bool edge_index,
-                          const char* name) {
+                          const char* name, bool reuse_raw = false) {
   const std::int64_t num_nodes = to_num_nodes(num_nodes_obj);
   const char* hint = edge_index ? "[2, E]" : "[E, 2]";
   py::array_t<std::int64_t> idx = to_index_array(edges, name, hint);
@@ -103,9 +169,14 @@ GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle
   // Safe without the GIL: `idx` and `features` hold references to the buffers read here, and
   // building the CSR is plain C++ (O(E) work that should not block other Python threads).
   py::gil_scoped_release release;
-  return GraphStructure::from_arrays(src, stride, dst, stride, num_edges, num_nodes,
-                                     has_features ? features.data : nullptr, has_features ? features.cols() : 0,
-                                     has_features ? features.cols() : 0);
+  reuse_raw = reuse_raw && !edge_index && !has_features;
+  if (reuse_raw)
+    if (auto kept = RawGraphCache::instance().find(data, num_edges, num_nodes)) return *kept;
+  GraphStructure graph = GraphStructure::from_arrays(
+      src, stride, dst, stride, num_edges, num_nodes, has_features ? features.data : nullptr,
+      has_features ? features.cols() : 0, has_features ? features.cols() : 0);
+  if (reuse_raw) RawGraphCache::instance().add(data, num_edges, num_nodes, graph);
+  return graph;
 }
 
 // compute's `graph` argument: a GraphStructure, pairs or an [E, 2] array over N nodes.
@@ -116,7 +187,7 @@ GraphStructure to_graph(py::handle obj, std::int64_t num_nodes) {
         "graph must be a GraphStructure, a sequence of (source, target) pairs or an integer array "
         "[E, 2], got " +
         type_name(obj));
-  return make_graph(obj, py::int_(num_nodes), py::none(), false, "graph");
+  return make_graph(obj, py::int_(num_nodes), py::none(), false, "graph", /*reuse_raw=*/true);
 }
 
 py::object optional_int(const std::optional<std::int64_t>& v) {

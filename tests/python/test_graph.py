@@ -675,3 +675,29 @@ def test_our_weights_in_pyg(rng, variant):
     with torch.no_grad():
         ref = conv(torch.from_numpy(x), torch.from_numpy(edges.T.copy())).numpy()
     np.testing.assert_allclose(layer.compute(x, edges).values, ref, rtol=1e-4, atol=2e-5)
+
+
+def test_raw_edge_arrays_reuse_their_csr_only_when_equal(rng):
+    # compute(x, edges) with a raw [E, 2] array keeps the CSR it built (PyG passes the same
+    # edge_index every step); a call whose edges differ in any element must not reuse it.
+    n = 2000
+    x = randn(rng, n, 16)
+    edges = rng.integers(0, n, size=(8000, 2))
+    layer = rv.GraphAttention({"num_heads": 2, "head_dim": 4}, in_features=16)
+    first = layer.compute(x, edges)
+    again = layer.compute(x, edges.copy())
+    np.testing.assert_array_equal(again.values, first.values)
+    np.testing.assert_array_equal(again.metadata["edges"], first.metadata["edges"])
+
+    edges[-1] = (edges[-1, 1], (edges[-1, 0] + 1) % n)  # one edge changed in place
+    changed = layer.compute(x, edges)
+    expected = layer.compute(x, rv.GraphStructure(edges, n))
+    np.testing.assert_array_equal(changed.values, expected.values)
+    np.testing.assert_array_equal(changed.metadata["edges"], expected.metadata["edges"])
+    assert not np.array_equal(changed.values, first.values)
+
+    inner = edges % (n - 1)  # the same edges on n - 1 and on n nodes: two graphs
+    for nodes in (n - 1, n):
+        raw = layer.compute(x[:nodes], inner)
+        np.testing.assert_array_equal(raw.values, layer.compute(x[:nodes], rv.GraphStructure(inner, nodes)).values)
+        assert raw.metadata["num_nodes"] == nodes
