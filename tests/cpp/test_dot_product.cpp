@@ -56,3 +56,19 @@ TEST(DotProduct, TypedErrors) {
 }
 
 }  // namespace
+
+// output_matrix / recycle_output (types.hpp): a recycled large matrix serves the next request
+// of its element count, and only one request.
+TEST(OutputReuse, RecycledBufferServesTheSameSizeOnce) {
+  ruvector::RowMatrixXf big(512, 1024);  // 2 MB
+  const float* buffer = big.data();
+  ruvector::recycle_output(std::move(big));
+  const ruvector::RowMatrixXf other = ruvector::output_matrix(1024, 1024);  // another size: fresh
+  EXPECT_NE(other.data(), buffer);
+  const ruvector::RowMatrixXf reused = ruvector::output_matrix(1024, 512);  // same count, new shape
+  EXPECT_EQ(reused.data(), buffer);
+  EXPECT_EQ(reused.rows(), 1024);
+  EXPECT_EQ(reused.cols(), 512);
+  const ruvector::RowMatrixXf again = ruvector::output_matrix(1024, 512);  // taken already: fresh
+  EXPECT_NE(again.data(), buffer);
+}
