@@ -80,7 +80,7 @@ FloatArray to_edge_features(py::handle obj) {
 // passes the same edge_index on every call (PyG's own GCNConv offers `cached=True` for this);
 // the CSR of the last few raw graphs is kept with a copy of their edges, and a call whose edges
 // equal one of them element for element (checked in full, no hashing) reuses its CSR. Bounded:
-// at most kKept graphs of at most kMaxEdges edges each.
+// at most kKept graphs, each holding at most kMaxBytes (its edges' copy and its CSR).
 class RawGraphCache {
  public:
   static RawGraphCache& instance() {
@@ -104,7 +104,9 @@ class RawGraphCache {
   }
 
   void add(const std::int64_t* edges, std::int64_t num_edges, std::int64_t num_nodes, const GraphStructure& graph) {
-    if (num_edges < kMinEdges || num_edges > kMaxEdges) return;  // small ones rebuild in microseconds
+    // Small graphs rebuild in microseconds; huge ones are not worth holding on to.
+    const double bytes = 40.0 * static_cast<double>(num_edges) + 8.0 * static_cast<double>(num_nodes);
+    if (num_edges < kMinEdges || bytes > kMaxBytes) return;
     try {
       Entry e{num_nodes, std::vector<std::int64_t>(edges, edges + 2 * num_edges), graph};
       std::lock_guard<std::mutex> lock(mutex_);
@@ -117,7 +119,9 @@ class RawGraphCache {
  private:
   RawGraphCache() {
 #if defined(__unix__) || defined(__APPLE__)
-    pthread_atfork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
+    // fork() happens between two uses of the cache, never in the middle of one.
+    pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().mutex_.unlock(); });
 #endif
   }
 
@@ -128,7 +132,7 @@ class RawGraphCache {
   };
   static constexpr std::size_t kKept = 2;
   static constexpr std::int64_t kMinEdges = 4096;
-  static constexpr std::int64_t kMaxEdges = std::int64_t{1} << 26;
+  static constexpr double kMaxBytes = 128.0 * 1024 * 1024;  // ogbn-arxiv's 1.2 M edges: ~48 MB
   std::mutex mutex_;
   std::deque<Entry> kept_;
 };

@@ -35,9 +35,10 @@ Cache& cache() {
 }
 
 #if defined(__unix__) || defined(__APPLE__)
-// A forked child may inherit the mutex locked by a thread that does not exist there.
+// fork() happens between two uses of the cache, never in the middle of one, so a forked child
+// never inherits a half-updated list (or a mutex held by a thread it does not have).
 const bool g_atfork_registered = [] {
-  pthread_atfork(nullptr, nullptr, [] { new (&cache().mutex) std::mutex(); });
+  pthread_atfork([] { cache().mutex.lock(); }, [] { cache().mutex.unlock(); }, [] { cache().mutex.unlock(); });
   return true;
 }();
 #endif

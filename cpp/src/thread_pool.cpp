@@ -65,10 +65,12 @@ bool spin_until(Ready ready, GiveUp give_up) {
 
 class Pool;
 thread_local const Pool* t_worker_of = nullptr;
+std::size_t default_threads();
 
 class Pool {
  public:
-  explicit Pool(std::size_t threads) : size_(threads) {
+  explicit Pool(std::size_t threads)
+      : size_(threads), busy_limit_(static_cast<std::ptrdiff_t>(std::min(threads, default_threads()))) {
     workers_.reserve(threads);
     for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
   }
@@ -104,18 +106,18 @@ class Pool {
   }
 
   // Threads of this pool's work that are on a CPU: workers not asleep (running a task or
-  // polling) plus callers inside parallel_for. Pollers give up while it exceeds size().
+  // polling) plus callers inside parallel_for. Pollers give up while it exceeds the CPUs the
+  // pool may use (its size, or fewer CPUs when it was made larger than the machine).
   std::atomic<std::ptrdiff_t> running_{0};
 
-  bool oversubscribed() const noexcept {
-    return running_.load(std::memory_order_relaxed) > static_cast<std::ptrdiff_t>(size_);
-  }
+  bool oversubscribed() const noexcept { return running_.load(std::memory_order_relaxed) > busy_limit_; }
 
  private:
-  // Whether this idle worker may poll: at most size() - 1 pollers (at least one), so that
-  // the thread feeding the pool (the caller, the event loop) keeps a CPU.
+  // Whether this idle worker may poll: pollers leave a CPU to the thread feeding the pool
+  // (the caller, the event loop), so at most min(size, CPUs - 1) of them, none on one CPU.
   bool start_polling() noexcept {
-    const std::ptrdiff_t cap = std::max<std::ptrdiff_t>(1, static_cast<std::ptrdiff_t>(size_) - 1);
+    const std::ptrdiff_t cpus = static_cast<std::ptrdiff_t>(default_threads());
+    const std::ptrdiff_t cap = std::min<std::ptrdiff_t>(static_cast<std::ptrdiff_t>(size_), cpus - 1);
     std::ptrdiff_t n = pollers_.load(std::memory_order_relaxed);
     while (n < cap)
       if (pollers_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return true;
@@ -154,6 +156,7 @@ class Pool {
   }
 
   std::size_t size_;
+  std::ptrdiff_t busy_limit_;
   std::vector<std::thread> workers_;
   std::deque<std::function<void()>> queue_;
   std::atomic<std::size_t> queued_{0};  // queue_.size(), readable without the lock
@@ -165,7 +168,7 @@ class Pool {
   std::atomic<bool> stopping_{false};
 };
 
-std::size_t default_threads() {
+std::size_t affinity_cpus() {
 #if defined(__linux__)
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -176,6 +179,13 @@ std::size_t default_threads() {
 #endif
   const unsigned n = std::thread::hardware_concurrency();
   return n > 0 ? n : 1;
+}
+
+// The CPUs this process may run on, read once (a system call; pools are made rarely, but
+// pollers ask often).
+std::size_t default_threads() {
+  static const std::size_t n = affinity_cpus();
+  return n;
 }
 
 std::mutex g_pool_mutex;
@@ -325,7 +335,7 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
   std::shared_ptr<Budget> budget;
   if (t_budget != nullptr) {
     budget = t_budget->shared_from_this();
-  } else if (max_workers > 0 || !in_pool_worker()) {
+  } else if (max_workers > 0 || t_worker_of != p.get()) {
     budget = std::make_shared<Budget>();
     const std::size_t cap = max_workers > 0 ? std::min(max_workers, p->size()) : p->size();
     budget->free_slots = static_cast<std::ptrdiff_t>(cap) - 1;
@@ -344,7 +354,7 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
     ~Running() {
       if (pool) pool->running_.fetch_sub(1, std::memory_order_relaxed);
     }
-  } running(in_pool_worker() ? nullptr : p.get());
+  } running(t_worker_of == p.get() ? nullptr : p.get());
   if (threads <= 1) {
     for (std::size_t i = 0; i < n; ++i) fn(i);
     return;
@@ -355,27 +365,33 @@ void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std
   // Helpers that start after every index is claimed return at once, so `fn` outliving this
   // call is never touched: they only read `next`. In a capped region a helper works only
   // while it holds a slot of the budget.
-  for (std::size_t h = 0; h + 1 < threads; ++h)
-    p->push([state, budget] {
-      if (state->next.load(std::memory_order_relaxed) >= state->n) return;
-      if (!budget) {
-        work_on(*state);
-        return;
-      }
-      if (!budget->try_take()) return;
-      {
-        BudgetScope scope(budget.get());
-        work_on(*state);
-      }
-      budget->give_back();
-    });
-  work_on(*state);
+  std::exception_ptr push_failed;  // no memory to queue a helper: the ones queued may still run
+  try {
+    for (std::size_t h = 0; h + 1 < threads; ++h)
+      p->push([state, budget] {
+        if (state->next.load(std::memory_order_relaxed) >= state->n) return;
+        if (!budget) {
+          work_on(*state);
+          return;
+        }
+        if (!budget->try_take()) return;
+        {
+          BudgetScope scope(budget.get());
+          work_on(*state);
+        }
+        budget->give_back();
+      });
+  } catch (...) {
+    push_failed = std::current_exception();
+  }
+  work_on(*state);  // whatever happened above, `fn` must outlive every helper that starts
   if (!spin_until([&] { return state->done.load(std::memory_order_acquire) == n; },
                   [&] { return p->oversubscribed(); })) {
     std::unique_lock<std::mutex> lock(state->mutex);
     state->cv.wait(lock, [&] { return state->done.load(std::memory_order_acquire) == n; });
   }
   if (state->error) std::rethrow_exception(state->error);
+  if (push_failed) std::rethrow_exception(push_failed);
 }
 
 }  // namespace ruvector

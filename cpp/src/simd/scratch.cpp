@@ -27,6 +27,7 @@ thread_local Cache t_cache;
 }  // namespace
 
 void* scratch_acquire(std::size_t bytes) noexcept {
+  if (bytes > kMaxKept && bytes > (~std::size_t{0}) / 2) return nullptr;  // cannot exist (and would wrap)
   const std::size_t want = rounded(bytes);
   Cache& c = t_cache;
   std::size_t best = kSlots;
