@@ -16,7 +16,10 @@ namespace {
 
 constexpr std::size_t kMinBytes = std::size_t{1} << 20;    // smaller ones come cheap from malloc
 constexpr std::size_t kMaxBytes = std::size_t{256} << 20;  // kept in all
-constexpr std::size_t kMaxKept = 4;
+constexpr std::size_t kMaxOne = std::size_t{128} << 20;    // larger ones go back to the system
+// Two: a loop `out = layer.compute(...)` frees call N-2's outputs (values, weights) while
+// call N-1's are alive, and call N takes them.
+constexpr std::size_t kMaxKept = 2;
 
 std::size_t bytes_of(Index elements) {
   return static_cast<std::size_t>(elements) * sizeof(float);
@@ -64,7 +67,7 @@ RowMatrixXf output_matrix(Index rows, Index cols) {
 
 void recycle_output(RowMatrixXf&& m) noexcept {
   const std::size_t bytes = bytes_of(m.size());
-  if (bytes < kMinBytes || bytes > kMaxBytes) return;  // `m` frees itself with its owner
+  if (bytes < kMinBytes || bytes > kMaxOne) return;  // `m` frees itself with its owner
   Cache& c = cache();
   try {
     std::lock_guard<std::mutex> lock(c.mutex);
