@@ -102,6 +102,23 @@ void run_gemm(const simd::GemmParams& p) {
   if (!simd::active_kernels().gemm(p, parallel_if(flops))) throw std::bad_alloc();
 }
 
+void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
+          std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias) {
+  simd::GemmParams g;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.b_transposed = b_transposed;
+  g.c = c;
+  g.ldc = ldc;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.bias = bias;
+  run_gemm(g);
+}
+
 std::string shape_str(std::int64_t rows, std::int64_t cols) {
   return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
 }

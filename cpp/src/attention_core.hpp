@@ -18,6 +18,10 @@ namespace ruvector::detail {
 const char* run_flash(const simd::FlashParams& p);
 // C = A·op(B) (+bias) with the active backend's GEMM.
 void run_gemm(const simd::GemmParams& p);
+// The same for row-major operands: C[m, n] = A[m, k]·B[k, n], or A·Bᵀ with B [n, k] when
+// b_transposed, plus bias[n] when given.
+void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
+          std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias);
 
 // Throws InvalidInput (with `hint` on how to avoid it) when `count` floats cannot possibly be
 // allocated on this machine, or when rows*cols overflows.

@@ -706,23 +706,6 @@ void parallel_blocks(std::size_t rows, std::size_t block, Fn fn) {
   if (failed.load()) throw std::bad_alloc();
 }
 
-void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
-          std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias) {
-  simd::GemmParams g;
-  g.a = a;
-  g.lda = lda;
-  g.b = b;
-  g.ldb = ldb;
-  g.b_transposed = b_transposed;
-  g.c = c;
-  g.ldc = ldc;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.bias = bias;
-  detail::run_gemm(g);
-}
-
 }  // namespace
 
 AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure& graph, bool need_weights) const {
@@ -793,11 +776,11 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     if (edge_terms) {
       // α_edge = (f·W_eᵀ)·att_edge per head = f·(W_eᵀ att_edge): [E, H], never [E, H·C].
       const std::size_t de = static_cast<std::size_t>(*options_.edge_dim);
-      gemm(graph.edge_features().data(), de, P.edge_att.data(), H, false, edge_alpha.get(), H,
-           static_cast<std::size_t>(g.num_edges), H, de, nullptr);
+      detail::gemm(graph.edge_features().data(), de, P.edge_att.data(), H, false, edge_alpha.get(), H,
+                   static_cast<std::size_t>(g.num_edges), H, de, nullptr);
       if (options_.add_self_loops)
-        gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de,
-             nullptr);
+        detail::gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de,
+                     nullptr);
       kp.edge_alpha = edge_alpha.get();
       kp.loop_alpha = loop_alpha.get();
     }

@@ -96,21 +96,9 @@ void linear(const float* a, std::size_t lda, std::size_t m, std::size_t k, const
             std::size_t n, const float* bias, float* c, std::size_t ldc) {
   constexpr std::size_t kSliceFloats = 256 * 1024;
   const std::size_t slice = std::max<std::size_t>(64, kSliceFloats / std::max<std::size_t>(k, 1) / 64 * 64);
-  for (std::size_t col0 = 0; col0 < n; col0 += slice) {
-    simd::GemmParams p;
-    p.a = a;
-    p.lda = lda;
-    p.b = w + col0 * ldw;
-    p.ldb = ldw;
-    p.b_transposed = true;
-    p.c = c + col0;
-    p.ldc = ldc;
-    p.bias = bias ? bias + col0 : nullptr;
-    p.m = m;
-    p.n = std::min(slice, n - col0);
-    p.k = k;
-    detail::run_gemm(p);
-  }
+  for (std::size_t col0 = 0; col0 < n; col0 += slice)
+    detail::gemm(a, lda, w + col0 * ldw, ldw, /*b_transposed=*/true, c + col0, ldc, m, std::min(slice, n - col0), k,
+                 bias ? bias + col0 : nullptr);
 }
 
 std::size_t sz(Index n) {

@@ -18,7 +18,7 @@ import importlib
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -187,6 +187,40 @@ class _Progress:
             self._bar.close()
 
 
+class _BatchRun:
+    """One compute_batch: the prepared jobs in chunks of max_batch_size, their outputs, and the
+    progress report after each chunk (closed on exit, also on errors)."""
+
+    def __init__(
+        self,
+        mechanism: AsyncBatchMixin,
+        columns: Sequence[tuple[str, Any, bool]],
+        kwargs: dict[str, Any],
+        batch_config: Any,
+        progress: ProgressCallback | None,
+    ) -> None:
+        config = _batch_config(batch_config)  # a bad config is reported before any item
+        self.jobs = jobs = mechanism._prepare_batch(columns, kwargs)
+        self.chunk_size: int = config.max_batch_size
+        self.max_workers: int = config.num_threads or 0
+        self.results: list[Any] = []
+        self._reporter = _Progress(config.enable_progress, progress, len(jobs))
+
+    def chunks(self) -> Iterator[list[Any]]:
+        for start in range(0, len(self.jobs), self.chunk_size):
+            yield self.jobs[start : start + self.chunk_size]
+
+    def done(self, outputs: list[Any]) -> None:
+        self.results.extend(outputs)
+        self._reporter(len(self.results))
+
+    def __enter__(self) -> _BatchRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._reporter.close()
+
+
 class AsyncBatchMixin:
     """compute_async / compute_batch / compute_batch_async on top of native ``_prepare``.
 
@@ -236,18 +270,10 @@ class AsyncBatchMixin:
         batch_config: Any,
         progress: ProgressCallback | None,
     ) -> list[Any]:
-        config = _batch_config(batch_config)
-        jobs = self._prepare_batch(columns, kwargs)
-        reporter = _Progress(config.enable_progress, progress, len(jobs))
-        results: list[Any] = []
-        try:
-            for start in range(0, len(jobs), config.max_batch_size):
-                chunk = jobs[start : start + config.max_batch_size]
-                results.extend(_native._run_jobs(chunk, config.num_threads or 0))
-                reporter(len(results))  # on the calling thread
-        finally:
-            reporter.close()
-        return results
+        with _BatchRun(self, columns, kwargs, batch_config, progress) as run:
+            for chunk in run.chunks():
+                run.done(_native._run_jobs(chunk, run.max_workers))  # reported on the calling thread
+        return run.results
 
     async def _run_batch_async(
         self,
@@ -256,18 +282,10 @@ class AsyncBatchMixin:
         batch_config: Any,
         progress: ProgressCallback | None,
     ) -> list[Any]:
-        config = _batch_config(batch_config)
-        jobs = self._prepare_batch(columns, kwargs)
-        reporter = _Progress(config.enable_progress, progress, len(jobs))
-        results: list[Any] = []
-        try:
-            for start in range(0, len(jobs), config.max_batch_size):
-                chunk = jobs[start : start + config.max_batch_size]
-                results.extend(await run_jobs_async(chunk, config.num_threads or 0))
-                reporter(len(results))  # on the event loop's thread, which is the caller's
-        finally:
-            reporter.close()
-        return results
+        with _BatchRun(self, columns, kwargs, batch_config, progress) as run:
+            for chunk in run.chunks():
+                run.done(await run_jobs_async(chunk, run.max_workers))  # on the loop's thread, the caller's
+        return run.results
 
     async def compute_async(self, *args: Any, **kwargs: Any) -> Any:
         """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released.
