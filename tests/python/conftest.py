@@ -24,6 +24,15 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         ruvector.set_simd_backend(previous)
 
 
+@pytest.fixture(autouse=True)
+def _keep_simd_backend() -> Iterator[None]:
+    """Every test leaves the backend as it found it (several switch backends and end with
+    "auto", which would undo RUVECTOR_SIMD for the tests after them and for spawned children)."""
+    previous = ruvector.get_simd_backend()
+    yield
+    ruvector.set_simd_backend(previous)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
