@@ -101,6 +101,15 @@ TEST_P(Kernels, ExpAndSoftmax) {
     double total = 0;
     for (float v : s) total += v;
     if (n) EXPECT_NEAR(total, 1.0, 1e-5);
+    // each probability against float64 (softmax takes the max-shifted exp, its own kernel)
+    float mx = -std::numeric_limits<float>::infinity();
+    double ref_total = 0;
+    for (float v : x) mx = std::max(mx, v);
+    for (float v : x) ref_total += std::exp(double(v - mx));  // the kernel shifts in float
+    for (std::size_t i = 0; i < n; ++i) {
+      const double ref = std::exp(double(x[i] - mx)) / ref_total;
+      EXPECT_NEAR(s[i], ref, 2e-6 * ref + 1e-37) << "n=" << n << " x=" << x[i];
+    }
   }
   // extremes: exp(-inf) = 0, a row of -inf gives zeros, NaN stays NaN
   std::vector<float> row(20, -std::numeric_limits<float>::infinity());
@@ -116,6 +125,21 @@ TEST_P(Kernels, ExpAndSoftmax) {
       EXPECT_LT(eb[i], 1e-37f);
     else
       EXPECT_NEAR(eb[i], ref, 4e-7 * ref) << big[i];
+  }
+  // max-shifted exps over the whole range, down to where the result flushes to zero
+  std::vector<float> wide;
+  for (float v = 0.0f; v > -120.0f; v -= 0.37f) wide.push_back(v);
+  wide.push_back(-std::numeric_limits<float>::infinity());
+  auto ew = wide;
+  k().softmax(ew.data(), ew.size());
+  double wide_total = 0;
+  for (float v : wide) wide_total += std::exp(double(v));
+  for (std::size_t i = 0; i < wide.size(); ++i) {
+    const double ref = std::exp(double(wide[i])) / wide_total;
+    if (ref < 1.6e-38)
+      EXPECT_LE(ew[i], 1.6e-38f) << wide[i];
+    else
+      EXPECT_NEAR(ew[i], ref, 4e-7 * ref) << wide[i];
   }
   std::vector<float> nan(17, 1.0f);
   nan[3] = std::numeric_limits<float>::quiet_NaN();

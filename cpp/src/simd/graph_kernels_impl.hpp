@@ -119,8 +119,8 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
       }
     }
 #endif
-    gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, packed.ptr, K * NR, t.out + r0 * t.ld_out, t.ld_out, false,
-                t.bias);
+    gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, packed.ptr, K * NR, NR, t.out + r0 * t.ld_out, t.ld_out,
+                false, t.bias);
     if (t.att_src == nullptr) continue;
     for (std::size_t i = r0; i < r1; ++i) {
       const float* row = t.out + i * t.ld_out;

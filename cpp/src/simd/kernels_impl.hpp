@@ -43,6 +43,7 @@ struct Vec {
   static reg max(reg a, reg b) noexcept { return a > b ? a : b; }
   static reg abs(reg a) noexcept { return std::fabs(a); }
   static reg exp(reg a) noexcept { return std::exp(a); }
+  static reg exp_nonpositive(reg a) noexcept { return std::exp(a); }
   // a > b ? fill : value
   static reg where_gt(reg a, reg b, reg value, reg fill) noexcept { return a > b ? fill : value; }
   static float hsum(reg a) noexcept { return a; }
@@ -107,6 +108,35 @@ struct Vec {
     y = xsimd::select(below, reg(0.0f), y);
     y = xsimd::select(x > hi, reg(std::numeric_limits<float>::infinity()), y);
     return xsimd::select(xsimd::isnan(x), x, y);
+  }
+  // exp(x) for x <= 0, -inf or NaN only (scores minus their row's max, the softmax hot loop):
+  // the same polynomial with fewer steps. 2^n comes from rounding by a magic constant, whose
+  // float bits then hold n + 127 in the low mantissa bits; x < -87 gives 0 (exp(-87) is the
+  // smallest normal result, so no lane ever costs a subnormal multiply); NaN passes through
+  // (max(lo, x) returns x when x is NaN on x86 and NEON).
+  static reg exp_nonpositive(reg x) noexcept {
+    using ireg = xsimd::batch<std::int32_t, arch>;
+    const reg lo(-87.0f), magic(12582912.0f + 127.0f);  // 1.5·2^23 + exponent bias
+    const reg xc = xsimd::max(lo, x);
+    const reg t = xsimd::fma(xc, reg(1.44269504088896341f), magic);
+    const reg n = t - magic;  // round(x·log2 e), exactly
+    reg r = xsimd::fma(n, reg(-0.693359375f), xc);
+    r = xsimd::fma(n, reg(2.12194440e-4f), r);
+    reg p(1.9875691500e-4f);
+    p = xsimd::fma(p, r, reg(1.3981999507e-3f));
+    p = xsimd::fma(p, r, reg(8.3334519073e-3f));
+    p = xsimd::fma(p, r, reg(4.1665795894e-2f));
+    p = xsimd::fma(p, r, reg(1.6666665459e-1f));
+    p = xsimd::fma(p, r, reg(5.0000001201e-1f));
+    p = xsimd::fma(p * r, r, r) + reg(1.0f);
+#if XSIMD_VERSION_MAJOR >= 10
+    const ireg e = xsimd::bitwise_cast<std::int32_t>(t) << 23;
+    const reg y = p * xsimd::bitwise_cast<float>(e);
+#else
+    const ireg e = xsimd::bitwise_cast<ireg>(t) << 23;
+    const reg y = p * xsimd::bitwise_cast<reg>(e);
+#endif
+    return xsimd::select(x < lo, reg(0.0f), y);
   }
 };
 #endif
@@ -176,6 +206,32 @@ float scalar_exp(float x) noexcept {
 #endif
 }
 
+// exp_shift_sum_kernel when `shift` is the max of x (every x - shift <= 0, -inf or NaN).
+float exp_max_shift_sum_kernel(float* x, std::size_t n, float max) noexcept {
+  const reg vs = Vec::broadcast(max);
+  reg acc0 = Vec::zero(), acc1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const reg e0 = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i), vs));
+    const reg e1 = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i + W), vs));
+    Vec::store(x + i, e0);
+    Vec::store(x + i + W, e1);
+    acc0 = Vec::add(acc0, e0);
+    acc1 = Vec::add(acc1, e1);
+  }
+  for (; i + W <= n; i += W) {
+    const reg e = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i), vs));
+    Vec::store(x + i, e);
+    acc0 = Vec::add(acc0, e);
+  }
+  float s = Vec::hsum(Vec::add(acc0, acc1));
+  for (; i < n; ++i) {
+    x[i] = scalar_exp(x[i] - max);
+    s += x[i];
+  }
+  return s;
+}
+
 float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
   const reg vs = Vec::broadcast(shift);
   reg acc = Vec::zero();
@@ -201,18 +257,18 @@ void softmax_kernel(float* x, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) x[i] = nan && x[i] != kNegInf ? x[i] : 0.0f;
     return;
   }
-  const float s = exp_shift_sum_kernel(x, n, m);
+  const float s = exp_max_shift_sum_kernel(x, n, m);
   scale_kernel(x, n, 1.0f / s);
 }
 
 // ---------------------------------------------------------------------------------------------
 // GEMM micro-kernel: C[m×n] (= or +=) A[m×kc] · Bp[kc×NR], m <= MR, n <= NR.
-// A is read in place (row stride lda); B is packed in panels of NR columns, row after row.
-// Rows past m re-read row m-1, so the hot loop has no bounds; their results are dropped.
+// A is read in place (row stride lda); B is a panel of NR columns, rows ldb apart (NR when
+// packed). Rows past m re-read row m-1, so the hot loop has no bounds; their results are dropped.
 
 template <bool Accumulate>
-void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, float* c, std::size_t ldc,
-                  std::size_t m, std::size_t n, const float* bias) noexcept {
+void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, std::size_t ldb, float* c,
+                  std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
   reg acc[MR][NV];
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = Vec::zero();
@@ -222,7 +278,7 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
 
   for (std::size_t p = 0; p < kc; ++p) {
     reg b[NV];
-    for (std::size_t j = 0; j < NV; ++j) b[j] = Vec::load(bp + p * NR + j * W);
+    for (std::size_t j = 0; j < NV; ++j) b[j] = Vec::load(bp + p * ldb + j * W);
     for (std::size_t i = 0; i < MR; ++i) {
       const reg ai = Vec::broadcast(rows[i][p]);
       for (std::size_t j = 0; j < NV; ++j) acc[i][j] = Vec::fma(ai, b[j], acc[i][j]);
@@ -290,10 +346,13 @@ void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t 
 
 constexpr std::size_t KC = 256;  // GEMM depth per pass: a KC×NR slice of B stays in L1
 
-// C[m×n] (=|+=) A[m×k] · B (+ bias), B packed in NR-column panels of k rows, panel p at
-// bp + p·panel_stride. Blocked over depth so every row group reuses a B slice from L1.
+// C[m×n] (=|+=) A[m×k] · B (+ bias), B in NR-column panels of k rows, panel p at
+// bp + p·panel_stride, its rows ldb apart (NR when packed; a row-major B whose width is a
+// multiple of NR serves in place with ldb = its row stride and panel_stride = NR). Blocked
+// over depth so every row group reuses a B slice from L1.
 void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* bp,
-                 std::size_t panel_stride, float* c, std::size_t ldc, bool accumulate, const float* bias) noexcept {
+                 std::size_t panel_stride, std::size_t ldb, float* c, std::size_t ldc, bool accumulate,
+                 const float* bias) noexcept {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (std::size_t i = 0; i < m; ++i)
@@ -309,16 +368,16 @@ void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, st
     const bool acc = accumulate || k0 > 0;
     const bool last = k0 + kc == k;
     for (std::size_t jp = 0; jp < panels; ++jp) {
-      const float* b = bp + jp * panel_stride + k0 * NR;
+      const float* b = bp + jp * panel_stride + k0 * ldb;
       const std::size_t nn = std::min(NR, n - jp * NR);
       const float* bias_p = (bias && last) ? bias + jp * NR : nullptr;
       for (std::size_t i = 0; i < m; i += MR) {
         const std::size_t mm = std::min(MR, m - i);
         float* cij = c + i * ldc + jp * NR;
         if (acc)
-          micro_kernel<true>(kc, a + i * lda + k0, lda, b, cij, ldc, mm, nn, bias_p);
+          micro_kernel<true>(kc, a + i * lda + k0, lda, b, ldb, cij, ldc, mm, nn, bias_p);
         else
-          micro_kernel<false>(kc, a + i * lda + k0, lda, b, cij, ldc, mm, nn, bias_p);
+          micro_kernel<false>(kc, a + i * lda + k0, lda, b, ldb, cij, ldc, mm, nn, bias_p);
       }
     }
   }
@@ -336,7 +395,7 @@ void gemm_task(void* job_ptr, std::size_t task) noexcept {
   const std::size_t rb = task % job.row_blocks, cg = task / job.row_blocks;
   const std::size_t r0 = rb * job.row_block, r1 = std::min(p.m, r0 + job.row_block);
   const std::size_t c0 = cg * job.panel_group * NR, c1 = std::min(p.n, c0 + job.panel_group * NR);
-  gemm_packed(r1 - r0, c1 - c0, p.k, p.a + r0 * p.lda, p.lda, job.packed + (c0 / NR) * p.k * NR, p.k * NR,
+  gemm_packed(r1 - r0, c1 - c0, p.k, p.a + r0 * p.lda, p.lda, job.packed + (c0 / NR) * p.k * NR, p.k * NR, NR,
               p.c + r0 * p.ldc + c0, p.ldc, p.accumulate, p.bias ? p.bias + c0 : nullptr);
 }
 
@@ -446,15 +505,24 @@ std::size_t key_end(const FlashParams& p, std::size_t q1) noexcept {
   return p.causal ? std::min(p.lk, q1) : p.lk;
 }
 
+// Values serve the P·V product in place when their rows are contiguous and a whole number of
+// panels wide: a packed copy would only repeat them. (Rows further apart, such as one head's
+// columns of a wide matrix, are packed: strides of 2 KB and more would thrash L1's sets.)
+bool values_in_place(const FlashParams& p) noexcept {
+  return p.dv % NR == 0 && p.ldv == p.dv;
+}
+
 struct FlashJob {
   const FlashParams* p;
-  float* kp;  // packed keys of [k_begin, k_end): panels of NR keys, d rows each
-  float* vp;  // packed values of [k_begin, k_end): panels of NR columns
+  float* kp;        // packed keys of [k_begin, k_end): panels of NR keys, d rows each
+  const float* vp;  // values of [k_begin, k_end) in panels of NR columns: packed, or V in place
   std::size_t k_begin, k_end, vp_stride;
   float* row_max;  // streaming state per query row (m, l); out holds the accumulator
   float* row_sum;
   std::atomic<bool> failed;
+  std::size_t vp_ld = NR;                // row stride of the value panels
   std::size_t kp_head = 0, vp_head = 0;  // with weights: offset of head h's packing is h·kp_head
+  float* vpack = nullptr;                // with weights: where values are packed (none in place)
 };
 
 // Head h of a multi-head call as a single-head problem (its columns, its weights block, its
@@ -472,8 +540,22 @@ FlashParams head_view(const FlashParams& p, std::size_t h) noexcept {
   return v;
 }
 
+// Divides a finished output row by its softmax sum l: zeros when nothing was allowed (l = 0),
+// NaN when NaN scores made l NaN (as in NumPy/PyTorch).
+void normalise_row(float* dst, std::size_t n, float l) noexcept {
+  if (l > 0.0f) {
+    scale_kernel(dst, n, 1.0f / l);
+  } else if (l != l) {
+    for (std::size_t c = 0; c < n; ++c) dst[c] = l;
+  } else {
+    std::memset(dst, 0, n * sizeof(float));
+  }
+}
+
 // Online softmax over one query block and the keys [k_begin, k_end) of this pass; `out`
-// rows accumulate unnormalised sums, rescaled whenever a row's running max grows.
+// rows accumulate unnormalised sums, rescaled whenever a row's running max grows. The first
+// key tile writes `out` (no zeroing beforehand); the block's last tile divides by the sums
+// while its rows are still in cache.
 void stream_task(void* job_ptr, std::size_t block) noexcept {
   FlashJob& job = *static_cast<FlashJob*>(job_ptr);
   const FlashParams& p = *job.p;
@@ -490,7 +572,8 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
   float* out = p.out + q0 * p.ldo;
   for (std::size_t k0 = job.k_begin; k0 < kend; k0 += kKeyBlock) {
     const std::size_t kb = std::min(kKeyBlock, kend - k0), local = k0 - job.k_begin;
-    gemm_packed(qb, kb, p.d, p.q + q0 * p.ldq, p.ldq, job.kp + (local / NR) * p.d * NR, p.d * NR, s, lds, false,
+    const bool first = k0 == 0;  // out holds nothing yet: no rescaling, the product writes it
+    gemm_packed(qb, kb, p.d, p.q + q0 * p.ldq, p.ldq, job.kp + (local / NR) * p.d * NR, p.d * NR, NR, s, lds, false,
                 nullptr);
     // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
     const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
@@ -507,29 +590,36 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
           std::memset(row, 0, kb * sizeof(float));
           continue;
         }
-        sum = exp_shift_sum_kernel(row, kb, m_new);
+        sum = exp_max_shift_sum_kernel(row, kb, m_new);
       } else {
         m_new = std::max(m, max_kernel(row, kb));
-        sum = exp_shift_sum_kernel(row, kb, m_new);
+        sum = exp_max_shift_sum_kernel(row, kb, m_new);
       }
       if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
-      const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
-      if (alpha != 1.0f) scale_kernel(out + r * p.ldo, p.dv, alpha);
-      l = l * alpha + sum;
+      if (first) {
+        l = sum;
+      } else {
+        const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
+        if (alpha != 1.0f) scale_kernel(out + r * p.ldo, p.dv, alpha);
+        l = l * alpha + sum;
+      }
       m = m_new;
     }
-    gemm_packed(qb, p.dv, kb, s, lds, job.vp + local * NR, job.vp_stride, out, p.ldo, true, nullptr);
+    gemm_packed(qb, p.dv, kb, s, lds, job.vp + local * job.vp_ld, job.vp_stride, job.vp_ld, out, p.ldo, !first,
+                nullptr);
   }
+  if (kend == key_end(p, q1))  // this block has seen all its keys
+    for (std::size_t r = 0; r < qb; ++r) normalise_row(out + r * p.ldo, p.dv, job.row_sum[q0 + r]);
 }
 
 // With weights: the block's full rows of S (rows q0..q1 of one head, written to w with row
 // stride ldw) are the weights themselves; softmax in place, then one GEMM with V. No second
 // pass over Q·Kᵀ.
-void weights_block(const FlashParams& p, const float* kp, const float* vp, std::size_t vp_stride, std::size_t q0,
-                   std::size_t q1, float* w, std::size_t ldw) noexcept {
+void weights_block(const FlashParams& p, const float* kp, const float* vp, std::size_t vp_stride, std::size_t vp_ld,
+                   std::size_t q0, std::size_t q1, float* w, std::size_t ldw) noexcept {
   const std::size_t qb = q1 - q0;
   const std::size_t kend = key_end(p, q1);
-  gemm_packed(qb, kend, p.d, p.q + q0 * p.ldq, p.ldq, kp, p.d * NR, w, ldw, false, nullptr);
+  gemm_packed(qb, kend, p.d, p.q + q0 * p.ldq, p.ldq, kp, p.d * NR, NR, w, ldw, false, nullptr);
   const bool full_scoring = p.additive_mask || p.bool_mask || p.times || p.causal;
   // Rows with nothing to attend to: their values are zeros, set after the V product (0·inf in
   // V would otherwise give NaN there).
@@ -548,15 +638,15 @@ void weights_block(const FlashParams& p, const float* kp, const float* vp, std::
         dead[r] = !nan;
         continue;
       }
-      sum = exp_shift_sum_kernel(row, kend, m);
+      sum = exp_max_shift_sum_kernel(row, kend, m);
     } else {
       m = max_kernel(row, kend);
-      sum = exp_shift_sum_kernel(row, kend, m);
+      sum = exp_max_shift_sum_kernel(row, kend, m);
     }
     scale_kernel(row, kend, 1.0f / sum);
     if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
   }
-  gemm_packed(qb, p.dv, kend, w, ldw, vp, vp_stride, p.out + q0 * p.ldo, p.ldo, false, nullptr);
+  gemm_packed(qb, p.dv, kend, w, ldw, vp, vp_stride, vp_ld, p.out + q0 * p.ldo, p.ldo, false, nullptr);
   for (std::size_t r = 0; r < qb; ++r)
     if (dead[r] || kend == 0) std::memset(p.out + (q0 + r) * p.ldo, 0, p.dv * sizeof(float));
 }
@@ -605,10 +695,10 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
     const float* kp = job.kp + h * job.kp_head;
     const float* vp = job.vp + h * job.vp_head;
     if (!p.average_heads) {
-      weights_block(ph, kp, vp, job.vp_stride, q0, q1, ph.weights + q0 * p.ldw, p.ldw);
+      weights_block(ph, kp, vp, job.vp_stride, job.vp_ld, q0, q1, ph.weights + q0 * p.ldw, p.ldw);
       continue;
     }
-    weights_block(ph, kp, vp, job.vp_stride, q0, q1, probs.ptr, ld_probs);
+    weights_block(ph, kp, vp, job.vp_stride, job.vp_ld, q0, q1, probs.ptr, ld_probs);
     accumulate_head_mean(p.weights + q0 * p.ldw, p.ldw, probs.ptr, ld_probs, qb, p.lk, h, p.heads);
   }
 }
@@ -619,6 +709,7 @@ void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_e
   // Keys as op(B) = Kᵀ (d × len): panels of NR keys. Values as B (len × dv): panels of NR columns.
   for (std::size_t jp = 0; jp < kpanels; ++jp)
     pack_b_panel(p.k + k_begin * p.ldk, p.ldk, true, p.d, len, jp * NR, kp + jp * p.d * NR, p.scale);
+  if (vp == nullptr) return;  // values used in place
   for (std::size_t jp = 0; jp < vpanels; ++jp)
     pack_b_panel(p.v + k_begin * p.ldv, p.ldv, false, len, p.dv, jp * NR, vp + jp * len * NR);
 }
@@ -633,35 +724,59 @@ void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(v
 
 void pack_head_task(void* job_ptr, std::size_t h) noexcept {
   FlashJob& job = *static_cast<FlashJob*>(job_ptr);
-  pack_keys_values(head_view(*job.p, h), 0, job.p->lk, job.kp + h * job.kp_head, job.vp + h * job.vp_head);
+  pack_keys_values(head_view(*job.p, h), 0, job.p->lk, job.kp + h * job.kp_head,
+                   job.vpack ? job.vpack + h * job.vp_head : nullptr);
+}
+
+// Asks for rows [0, rows) of a row-major matrix (n floats each, ld apart) to be brought into
+// L2 (a hint; nothing waits for it).
+void prefetch_rows(const float* x, std::size_t rows, std::size_t n, std::size_t ld) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  for (std::size_t i = 0; i < rows; ++i) {
+    const char* row = reinterpret_cast<const char*>(x + i * ld);
+    for (std::size_t b = 0; b < n * sizeof(float); b += 64) __builtin_prefetch(row + b, 0, 2);
+  }
+#else
+  (void)x, (void)rows, (void)n, (void)ld;
+#endif
 }
 
 // Without weights, one head: passes over key ranges small enough that their packed copy stays
 // ~kPackBudget, so memory is O((Lq + Lk)·D) at most and O(Lq) beyond the output in practice.
 bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
-  const std::size_t vpanels = (p.dv + NR - 1) / NR;
+  const bool in_place = values_in_place(p);
+  const std::size_t vpanels = in_place ? 0 : (p.dv + NR - 1) / NR;
   const std::size_t per_tile = kKeyBlock * (p.d + vpanels * NR) * sizeof(float);
   const std::size_t span = kKeyBlock * std::max<std::size_t>(1, kPackBudget / std::max<std::size_t>(per_tile, 1));
   const std::size_t first_len = std::min(span, p.lk);
   const std::size_t kp_size = ((first_len + NR - 1) / NR) * p.d * NR, vp_size = vpanels * first_len * NR;
   Scratch<float> packed(kp_size + vp_size + 2 * p.lq);
   if (!packed.ok(1)) return false;
-  float* row_max = packed.ptr + kp_size + vp_size;
+  float* vpack = packed.ptr + kp_size;
+  float* row_max = vpack + vp_size;
   float* row_sum = row_max + p.lq;
   for (std::size_t i = 0; i < p.lq; ++i) {
     row_max[i] = kNegInf;
     row_sum[i] = 0.0f;
-    std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
   }
-  FlashJob job{&p, packed.ptr, packed.ptr + kp_size, 0, 0, 0, row_max, row_sum, {false}};
+  FlashJob job{&p, packed.ptr, vpack, 0, 0, 0, row_max, row_sum, {false}};
+  job.vp_ld = in_place ? p.ldv : NR;
   const std::size_t visible = key_end(p, p.lq);  // causal: keys past the last query are unseen
+  if (visible == 0)                              // no keys: every row attends to nothing
+    for (std::size_t i = 0; i < p.lq; ++i) std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
   for (std::size_t k_begin = 0; k_begin < visible; k_begin += span) {
     const std::size_t k_end = std::min(visible, k_begin + span);
-    pack_keys_values(p, k_begin, k_end, packed.ptr, packed.ptr + kp_size);
+    // Inputs fresh from memory (a batch item): the queries and values load while keys pack.
+    if (k_begin == 0 && (p.lq * p.d + (k_end - k_begin) * p.dv) * sizeof(float) <= kPackBudget) {
+      prefetch_rows(p.q, p.lq, p.d, p.ldq);
+      if (in_place) prefetch_rows(p.v, k_end, p.dv, p.ldv);
+    }
+    pack_keys_values(p, k_begin, k_end, packed.ptr, in_place ? nullptr : vpack);
     job.k_begin = k_begin;
     job.k_end = k_end;
-    job.vp_stride = (k_end - k_begin) * NR;
+    job.vp = in_place ? p.v + k_begin * p.ldv : vpack;
+    job.vp_stride = in_place ? NR : (k_end - k_begin) * NR;
     // causal: query blocks that end before this key range see none of it
     const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
     struct Offset {
@@ -679,17 +794,6 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     }
     if (job.failed.load()) return false;
   }
-  for (std::size_t i = 0; i < p.lq; ++i) {
-    float* dst = p.out + i * p.ldo;
-    const float l = row_sum[i];
-    if (l > 0.0f) {
-      scale_kernel(dst, p.dv, 1.0f / l);
-    } else if (l != l) {  // NaN scores propagate, as in NumPy/PyTorch
-      for (std::size_t c = 0; c < p.dv; ++c) dst[c] = l;
-    } else {
-      std::memset(dst, 0, p.dv * sizeof(float));
-    }
-  }
   return true;
 }
 
@@ -698,10 +802,14 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
   const std::size_t vpanels = (p.dv + NR - 1) / NR;
   if (p.weights) {  // the weights dominate memory: pack all keys of every head once
-    const std::size_t kp_size = ((p.lk + NR - 1) / NR) * p.d * NR, vp_size = vpanels * p.lk * NR;
+    const bool in_place = p.heads == 1 && values_in_place(p);
+    const std::size_t kp_size = ((p.lk + NR - 1) / NR) * p.d * NR, vp_size = in_place ? 0 : vpanels * p.lk * NR;
     Scratch<float> packed(p.heads * (kp_size + vp_size));
     if (!packed.ok(p.heads * (kp_size + vp_size))) return false;
-    FlashJob job{&p, packed.ptr, packed.ptr + p.heads * kp_size, 0, p.lk, p.lk * NR, nullptr, nullptr, {false}};
+    float* vpack = packed.ptr + p.heads * kp_size;
+    FlashJob job{&p, packed.ptr, in_place ? p.v : vpack, 0, p.lk, in_place ? NR : p.lk * NR, nullptr, nullptr, {false}};
+    job.vp_ld = in_place ? p.ldv : NR;
+    job.vpack = in_place ? nullptr : vpack;
     job.kp_head = kp_size;
     job.vp_head = vp_size;
     run_blocks(par, p.heads, &job, &pack_head_task);
