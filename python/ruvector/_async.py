@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import itertools
 import sys
 import threading
 import weakref
@@ -253,14 +254,24 @@ class AsyncBatchMixin:
             if len(value) != total:
                 raise InvalidInputError(f"{key} has {len(value)} entries for {total} items: give one per item")
         shared = {k: v for k, v in kwargs.items() if k not in per_item}
-        jobs = []
-        for i in range(total):
-            args = [None if col is None else col[i] for _, col, _ in columns]
-            item_kwargs = {**shared, **{k: v[i] for k, v in per_item.items()}}
-            try:
-                jobs.append(self._prepare(*args, **item_kwargs))
-            except (RuVectorError, TypeError) as e:
-                raise _item_error(i, e) from e
+        # One tight loop per case (lengths are checked above): every µs of Python per item is
+        # paid on the calling thread before the pool starts.
+        prepare = self._prepare
+        arg_columns = [itertools.repeat(None, total) if col is None else col for _, col, _ in columns]
+        jobs: list[Any] = []
+        append = jobs.append
+        try:
+            if per_item:
+                for i, args in enumerate(zip(*arg_columns, strict=False)):
+                    append(prepare(*args, **shared, **{k: v[i] for k, v in per_item.items()}))
+            elif shared:
+                for args in zip(*arg_columns, strict=False):
+                    append(prepare(*args, **shared))
+            else:
+                for args in zip(*arg_columns, strict=False):
+                    append(prepare(*args))
+        except (RuVectorError, TypeError) as e:
+            raise _item_error(len(jobs), e) from e
         return jobs
 
     def _run_batch(
