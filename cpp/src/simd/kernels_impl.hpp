@@ -111,9 +111,9 @@ struct Vec {
   }
   // exp(x) for x <= 0, -inf or NaN only (scores minus their row's max, the softmax hot loop):
   // the same polynomial with fewer steps. 2^n comes from rounding by a magic constant, whose
-  // float bits then hold n + 127 in the low mantissa bits; x < -87 gives 0 (exp(-87) is the
-  // smallest normal result, so no lane ever costs a subnormal multiply); NaN passes through
-  // (max(lo, x) returns x when x is NaN on x86 and NEON).
+  // float bits then hold n + 127 in the low mantissa bits; x < -87 gives 0 (exp(-87) = 1.6e-38
+  // is above the smallest normal float, 1.2e-38, so no lane ever costs a subnormal multiply);
+  // NaN passes through (max(lo, x) returns x when x is NaN on x86 and NEON).
   static reg exp_nonpositive(reg x) noexcept {
     using ireg = xsimd::batch<std::int32_t, arch>;
     const reg lo(-87.0f), magic(12582912.0f + 127.0f);  // 1.5·2^23 + exponent bias
@@ -505,11 +505,13 @@ std::size_t key_end(const FlashParams& p, std::size_t q1) noexcept {
   return p.causal ? std::min(p.lk, q1) : p.lk;
 }
 
-// Values serve the P·V product in place when their rows are contiguous and a whole number of
-// panels wide: a packed copy would only repeat them. (Rows further apart, such as one head's
-// columns of a wide matrix, are packed: strides of 2 KB and more would thrash L1's sets.)
+// Values serve the P·V product in place when their rows are contiguous, a whole number of
+// panels wide and at most 128 floats apart: a packed copy would only repeat them. Rows further
+// apart (wide values, or one head's columns of a wide matrix) are packed: the product walks a
+// panel down a tile's rows, and at strides of 1 KB and more those rows crowd into a few L1
+// sets. (A cautious bound: D=512 in place measured the same as packed on this machine.)
 bool values_in_place(const FlashParams& p) noexcept {
-  return p.dv % NR == 0 && p.ldv == p.dv;
+  return p.dv % NR == 0 && p.ldv == p.dv && p.dv <= 128;
 }
 
 struct FlashJob {
