@@ -405,8 +405,20 @@ bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   const std::size_t packed_size = panels * p.k * NR;
   Scratch<float> packed(packed_size);
   if (!packed.ok(packed_size)) return false;
-  for (std::size_t jp = 0; jp < panels; ++jp)
-    pack_b_panel(p.b, p.ldb, p.b_transposed, p.k, p.n, jp * NR, packed.ptr + jp * p.k * NR);
+  struct PackJob {
+    const GemmParams* p;
+    float* packed;
+  } pack{&p, packed.ptr};
+  auto pack_panel = [](void* job_ptr, std::size_t jp) noexcept {
+    const auto& j = *static_cast<const PackJob*>(job_ptr);
+    const GemmParams& g = *j.p;
+    pack_b_panel(g.b, g.ldb, g.b_transposed, g.k, g.n, jp * NR, j.packed + jp * g.k * NR);
+  };
+  // A large B (a layer's weights: 3 MB for a 512×1536 in-projection) packs on every thread.
+  if (packed_size >= (std::size_t{1} << 18) && par.for_each != nullptr)
+    par.for_each(par.context, panels, &pack, pack_panel);
+  else
+    for (std::size_t jp = 0; jp < panels; ++jp) pack_panel(&pack, jp);
   // Tasks: row blocks × groups of column panels, so both tall (many nodes) and wide
   // (few rows, many outputs) products spread over the pool.
   GemmJob job{&p, packed.ptr, MR * 8, 0, 8};
