@@ -254,6 +254,18 @@ class AsyncBatchMixin:
             if len(value) != total:
                 raise InvalidInputError(f"{key} has {len(value)} entries for {total} items: give one per item")
         shared = {k: v for k, v in kwargs.items() if k not in per_item}
+        stacked = getattr(self, "_prepare_stacked", None)
+        if (
+            stacked is not None
+            and not per_item
+            and all(isinstance(col, np.ndarray) and col.ndim == 3 for _, col, _ in columns)
+        ):
+            # Stacked [B, L, D] arrays: converted and validated once (every item has the same
+            # shapes), the jobs made natively; an error is item 0's.
+            try:
+                return list(stacked(*(col for _, col, _ in columns), **shared))
+            except (RuVectorError, TypeError) as e:
+                raise _item_error(0, e) from e
         # One tight loop per case (lengths are checked above): every µs of Python per item is
         # paid on the calling thread before the pool starts.
         prepare = self._prepare

@@ -106,6 +106,17 @@ class DotProductAttention:
         need_weights: bool = True,
         training: bool = False,
     ) -> _Job: ...
+    def _prepare_stacked(
+        self,
+        queries: ArrayLike,
+        keys: ArrayLike,
+        values: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        training: bool = False,
+    ) -> list[_Job]: ...
 
 class MultiHeadAttention:
     def __init__(

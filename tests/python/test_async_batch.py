@@ -412,13 +412,58 @@ def test_stacked_float32_batch_is_read_without_copies(rng):
             seen.append(args)
             return super()._prepare(*args, **kwargs)
 
+    class StackedSpy(rv.DotProductAttention):
+        def _prepare_stacked(self, *args, **kwargs):
+            seen.append(args)
+            return super()._prepare_stacked(*args, **kwargs)
+
     q, k, v = randn(rng, 5, 6, 8), randn(rng, 5, 9, 8), randn(rng, 5, 9, 4)
-    outs = Spy().compute_batch(q, k, v)
+    # Stacked float32 arrays reach the native side as they are (it views each item's slice).
+    outs = StackedSpy().compute_batch(q, k, v, need_weights=True)
+    assert len(seen) == 1 and all(a is b for a, b in zip(seen[0], (q, k, v), strict=True))
+    for i in range(5):
+        ref_values, ref_weights = dot_product_attention(q[i], k[i], v[i])
+        np.testing.assert_allclose(outs[i].values, ref_values, 2e-5, 2e-5)
+        np.testing.assert_allclose(outs[i].weights, ref_weights, 2e-5, 2e-5)
+    # Sequences of arrays go item by item, each item a view of the caller's array.
+    seen.clear()
+    outs = Spy().compute_batch(list(q), list(k), list(v))
     assert len(seen) == 5
     for i, (qi, ki, vi) in enumerate(seen):
         assert qi.base is q and ki.base is k and vi.base is v  # views, not copies
         assert np.shares_memory(qi, q[i])
         np.testing.assert_allclose(outs[i].values, dot_product_attention(q[i], k[i], v[i])[0], 2e-5, 2e-5)
+
+
+def test_stacked_batch_fast_path_matches_item_by_item(rng):
+    attn = rv.DotProductAttention()
+    q, k, v = randn(rng, 4, 7, 8), randn(rng, 4, 11, 8), randn(rng, 4, 11, 3)
+    mask = rng.random((7, 11)) > 0.3
+    mask[2] = False  # a row with nothing to attend to
+    for kwargs in ({}, {"mask": mask}, {"causal": True, "need_weights": False}, {"mask": mask.astype(np.float32)}):
+        stacked = attn.compute_batch(q, k, v, **kwargs)
+        one_by_one = [attn.compute(q[i], k[i], v[i], **kwargs) for i in range(4)]
+        for a, b in zip(stacked, one_by_one, strict=True):
+            np.testing.assert_array_equal(a.values, b.values)
+            if b.weights is None:
+                assert a.weights is None
+            else:
+                np.testing.assert_array_equal(a.weights, b.weights)
+    # float64 stacks are converted once; the results match float32 input
+    outs = attn.compute_batch(q.astype(np.float64), k, v)
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out.values, attn.compute(q[i], k[i], v[i]).values, 1e-6, 1e-6)
+
+
+def test_stacked_batch_errors_name_item_0(rng):
+    attn = rv.DotProductAttention()
+    q, k, v = randn(rng, 3, 5, 8), randn(rng, 3, 6, 7), randn(rng, 3, 6, 4)
+    with pytest.raises(rv.DimensionMismatchError, match="item 0: key has 7 columns, query has 8"):
+        attn.compute_batch(q, k, v)
+    with pytest.raises(rv.InvalidInputError, match="item 0: mask"):
+        attn.compute_batch(q, randn(rng, 3, 6, 8), v, mask=np.ones((5, 5), bool))
+    with pytest.raises(rv.InvalidInputError, match="different lengths"):
+        attn.compute_batch(q, randn(rng, 2, 6, 8), randn(rng, 2, 6, 4))
 
 
 def test_other_inputs_are_converted(rng):
