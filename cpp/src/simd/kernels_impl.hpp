@@ -717,23 +717,43 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
   }
 }
 
-void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_end, float* kp, float* vp) noexcept {
-  const std::size_t len = k_end - k_begin;
-  const std::size_t kpanels = (len + NR - 1) / NR, vpanels = (p.dv + NR - 1) / NR;
-  // Keys as op(B) = Kᵀ (d × len): panels of NR keys. Values as B (len × dv): panels of NR columns.
-  for (std::size_t jp = 0; jp < kpanels; ++jp)
-    pack_b_panel(p.k + k_begin * p.ldk, p.ldk, true, p.d, len, jp * NR, kp + jp * p.d * NR, p.scale);
-  if (vp == nullptr) return;  // values used in place
-  for (std::size_t jp = 0; jp < vpanels; ++jp)
-    pack_b_panel(p.v + k_begin * p.ldv, p.ldv, false, len, p.dv, jp * NR, vp + jp * len * NR);
-}
-
 void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(void*, std::size_t)) noexcept {
   if (blocks == 1 || par.for_each == nullptr) {
     for (std::size_t b = 0; b < blocks; ++b) fn(job, b);
   } else {
     par.for_each(par.context, blocks, job, fn);
   }
+}
+
+struct PackJob {
+  const FlashParams* p;
+  std::size_t k_begin, len, kpanels;
+  float* kp;
+  float* vp;
+};
+
+// Panel t of a key range: keys as op(B) = Kᵀ (d × len, panels of NR keys) for t < kpanels,
+// then values as B (len × dv, panels of NR columns).
+void pack_panel_task(void* job_ptr, std::size_t t) noexcept {
+  const PackJob& j = *static_cast<const PackJob*>(job_ptr);
+  const FlashParams& p = *j.p;
+  if (t < j.kpanels) {
+    pack_b_panel(p.k + j.k_begin * p.ldk, p.ldk, true, p.d, j.len, t * NR, j.kp + t * p.d * NR, p.scale);
+  } else {
+    const std::size_t jp = t - j.kpanels;
+    pack_b_panel(p.v + j.k_begin * p.ldv, p.ldv, false, j.len, p.dv, jp * NR, j.vp + jp * j.len * NR);
+  }
+}
+
+// Packs keys [k_begin, k_end) and (unless vp is null: values used in place) their values, a
+// panel per task when `par` may split (a single long attention: 4 MB of K and V at L=1000,
+// D=512 took ~1 ms on one thread while the other waited).
+void pack_keys_values(const FlashParams& p, std::size_t k_begin, std::size_t k_end, float* kp, float* vp,
+                      const Parallel& par = {}) noexcept {
+  const std::size_t len = k_end - k_begin;
+  const std::size_t kpanels = (len + NR - 1) / NR, vpanels = vp ? (p.dv + NR - 1) / NR : 0;
+  PackJob job{&p, k_begin, len, kpanels, kp, vp};
+  run_blocks(kpanels + vpanels >= 8 ? par : Parallel{}, kpanels + vpanels, &job, &pack_panel_task);
 }
 
 void pack_head_task(void* job_ptr, std::size_t h) noexcept {
@@ -786,7 +806,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
       prefetch_rows(p.q, p.lq, p.d, p.ldq);
       if (in_place) prefetch_rows(p.v, k_end, p.dv, p.ldv);
     }
-    pack_keys_values(p, k_begin, k_end, packed.ptr, in_place ? nullptr : vpack);
+    pack_keys_values(p, k_begin, k_end, packed.ptr, in_place ? nullptr : vpack, par);
     job.k_begin = k_begin;
     job.k_end = k_end;
     job.vp = in_place ? p.v + k_begin * p.ldv : vpack;
@@ -826,7 +846,10 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
     job.vpack = in_place ? nullptr : vpack;
     job.kp_head = kp_size;
     job.vp_head = vp_size;
-    run_blocks(par, p.heads, &job, &pack_head_task);
+    if (p.heads == 1)
+      pack_keys_values(p, 0, p.lk, job.kp, job.vpack, par);
+    else
+      run_blocks(par, p.heads, &job, &pack_head_task);
     run_blocks(par, blocks, &job, &weights_task);
     return !job.failed.load();
   }
