@@ -19,6 +19,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# NumPy's OpenBLAS threads spin for ~0.1 s after each product (its default thread timeout of
+# 2^28 cycles); whatever ran next shared the cores with them (ruvector's L=1000 D=512 call took
+# 17 ms right after a NumPy reference, 10 ms alone). NumPy is only a reference here: let its
+# idle threads sleep at once. Set before NumPy loads; an explicit setting wins.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import ruvector as rv
 
 SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]

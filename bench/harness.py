@@ -32,12 +32,22 @@ class Row:
 
 
 def time_alternating(
-    candidates: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, min_time: float = 0.0
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 7,
+    warmup: int = 1,
+    min_time: float = 0.0,
+    settle: float = 0.01,
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, run in alternation (A B C A B C ...).
 
     With ``min_time`` > 0 each sample loops the call until that many seconds have passed
     (for microsecond-scale calls) and reports the per-call time.
+
+    Before each sample the calling thread busy-waits ``settle`` seconds. OpenMP runtimes
+    (torch's, OpenBLAS's) keep their threads spinning for a few milliseconds after a call, and
+    whichever candidate ran next shared the two cores with them (measured: ruvector's
+    100-item batch took 12-14 ms right after torch's SDPA, 10.2-10.7 ms after the pause). The
+    pause spins rather than sleeps: after a sleep this VM's CPUs come back slower for a while.
     """
     for fn in candidates.values():
         for _ in range(warmup):
@@ -45,6 +55,9 @@ def time_alternating(
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            settled = time.perf_counter() + settle
+            while time.perf_counter() < settled:
+                pass
             calls = 0
             start = time.perf_counter()
             while True:
