@@ -79,6 +79,19 @@ struct Vec {
     for (std::size_t i = 1; i < width; ++i) m = t[i] > m ? t[i] : m;
     return m;
   }
+  // e^r for r = x - n·ln2 (n = round(x·log2 e), so |r| <= ln2/2): ln2 in two parts (Cody-Waite)
+  // and a degree-7 polynomial.
+  static reg exp_reduced(reg x, reg n) noexcept {
+    reg r = xsimd::fma(n, reg(-0.693359375f), x);
+    r = xsimd::fma(n, reg(2.12194440e-4f), r);
+    reg p(1.9875691500e-4f);
+    p = xsimd::fma(p, r, reg(1.3981999507e-3f));
+    p = xsimd::fma(p, r, reg(8.3334519073e-3f));
+    p = xsimd::fma(p, r, reg(4.1665795894e-2f));
+    p = xsimd::fma(p, r, reg(1.6666665459e-1f));
+    p = xsimd::fma(p, r, reg(5.0000001201e-1f));
+    return xsimd::fma(p * r, r, r) + reg(1.0f);
+  }
   // exp(x) for float32, relative error ~2 ulp: x = n·ln2 + r, |r| <= ln2/2, e^r by a degree-6
   // polynomial, 2^n by exponent bits. Faster than a general libm exp; exp(-inf) = 0,
   // exp(+inf) = +inf, NaN stays NaN.
@@ -90,15 +103,7 @@ struct Vec {
     // xc = 0 instead of lo keeps p·2^n normal: a subnormal product costs ~100 cycles per lane.
     reg xc = xsimd::select(below, reg(0.0f), xsimd::min(xsimd::max(x, lo), hi));
     reg n = xsimd::nearbyint(xc * reg(1.44269504088896341f));
-    reg r = xsimd::fma(n, reg(-0.693359375f), xc);
-    r = xsimd::fma(n, reg(2.12194440e-4f), r);
-    reg p(1.9875691500e-4f);
-    p = xsimd::fma(p, r, reg(1.3981999507e-3f));
-    p = xsimd::fma(p, r, reg(8.3334519073e-3f));
-    p = xsimd::fma(p, r, reg(4.1665795894e-2f));
-    p = xsimd::fma(p, r, reg(1.6666665459e-1f));
-    p = xsimd::fma(p, r, reg(5.0000001201e-1f));
-    p = xsimd::fma(p * r, r, r) + reg(1.0f);
+    const reg p = exp_reduced(xc, n);
     ireg e = (xsimd::to_int(n) + ireg(127)) << 23;
 #if XSIMD_VERSION_MAJOR >= 10
     reg y = p * xsimd::bitwise_cast<float>(e);
@@ -120,15 +125,7 @@ struct Vec {
     const reg xc = xsimd::max(lo, x);
     const reg t = xsimd::fma(xc, reg(1.44269504088896341f), magic);
     const reg n = t - magic;  // round(x·log2 e), exactly
-    reg r = xsimd::fma(n, reg(-0.693359375f), xc);
-    r = xsimd::fma(n, reg(2.12194440e-4f), r);
-    reg p(1.9875691500e-4f);
-    p = xsimd::fma(p, r, reg(1.3981999507e-3f));
-    p = xsimd::fma(p, r, reg(8.3334519073e-3f));
-    p = xsimd::fma(p, r, reg(4.1665795894e-2f));
-    p = xsimd::fma(p, r, reg(1.6666665459e-1f));
-    p = xsimd::fma(p, r, reg(5.0000001201e-1f));
-    p = xsimd::fma(p * r, r, r) + reg(1.0f);
+    const reg p = exp_reduced(xc, n);
 #if XSIMD_VERSION_MAJOR >= 10
     const ireg e = xsimd::bitwise_cast<std::int32_t>(t) << 23;
     const reg y = p * xsimd::bitwise_cast<float>(e);
