@@ -402,12 +402,12 @@ bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   const std::size_t packed_size = panels * p.k * NR;
   Scratch<float> packed(packed_size);
   if (!packed.ok(packed_size)) return false;
-  struct PackJob {
+  struct PanelsJob {
     const GemmParams* p;
     float* packed;
   } pack{&p, packed.ptr};
   auto pack_panel = [](void* job_ptr, std::size_t jp) noexcept {
-    const auto& j = *static_cast<const PackJob*>(job_ptr);
+    const auto& j = *static_cast<const PanelsJob*>(job_ptr);
     const GemmParams& g = *j.p;
     pack_b_panel(g.b, g.ldb, g.b_transposed, g.k, g.n, jp * NR, j.packed + jp * g.k * NR);
   };
