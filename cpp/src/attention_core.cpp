@@ -1,5 +1,6 @@
 #include "attention_core.hpp"
 
+#include <atomic>
 #include <functional>
 #include <limits>
 #include <new>
@@ -23,8 +24,20 @@ namespace {
 // more than it saves (tiny calls are latency-bound).
 constexpr double kParallelFlops = 8.0e6;  // L=128, D=64 self-attention (4.2e6) stays on one thread
 
-void pool_for_each(void*, std::size_t n, void* job, void (*fn)(void*, std::size_t)) {
-  parallel_for(n, [&](std::size_t i) { fn(job, i); });
+// The kernels are noexcept, so a pool that cannot take the work (no memory for its bookkeeping)
+// must not end the process. parallel_for then either has run every index (a helper could not
+// be queued: the caller did the rest) or, failing before it started, none: those run here.
+void pool_for_each(void*, std::size_t n, void* job, void (*fn)(void*, std::size_t)) noexcept {
+  std::atomic<std::size_t> ran{0};
+  try {
+    parallel_for(n, [&](std::size_t i) {
+      fn(job, i);
+      ran.fetch_add(1, std::memory_order_relaxed);
+    });
+  } catch (...) {
+    if (ran.load() == 0)
+      for (std::size_t i = 0; i < n; ++i) fn(job, i);
+  }
 }
 
 simd::Parallel parallel_if(double flops) {

@@ -257,6 +257,7 @@ class AsyncBatchMixin:
         stacked = getattr(self, "_prepare_stacked", None)
         if (
             stacked is not None
+            and total > 0  # an empty batch is [] whatever else was passed, as item by item
             and not per_item
             and all(isinstance(col, np.ndarray) and col.ndim == 3 for _, col, _ in columns)
         ):

@@ -436,7 +436,14 @@ def test_stacked_float32_batch_is_read_without_copies(rng):
 
 
 def test_stacked_batch_fast_path_matches_item_by_item(rng):
-    attn = rv.DotProductAttention()
+    stacked_calls = []
+
+    class Spy(rv.DotProductAttention):
+        def _prepare_stacked(self, *args, **kwargs):
+            stacked_calls.append(kwargs)
+            return super()._prepare_stacked(*args, **kwargs)
+
+    attn = Spy()
     q, k, v = randn(rng, 4, 7, 8), randn(rng, 4, 11, 8), randn(rng, 4, 11, 3)
     mask = rng.random((7, 11)) > 0.3
     mask[2] = False  # a row with nothing to attend to
@@ -453,6 +460,10 @@ def test_stacked_batch_fast_path_matches_item_by_item(rng):
     outs = attn.compute_batch(q.astype(np.float64), k, v)
     for i, out in enumerate(outs):
         np.testing.assert_allclose(out.values, attn.compute(q[i], k[i], v[i]).values, 1e-6, 1e-6)
+    assert len(stacked_calls) == 5  # every call above took the stacked path
+    # an empty stack is [] whatever else was given, as item by item
+    assert attn.compute_batch(q[:0], k[:0], v[:0], mask=np.ones((7, 11), np.int32)) == []
+    assert len(stacked_calls) == 5
 
 
 def test_stacked_batch_errors_name_item_0(rng):

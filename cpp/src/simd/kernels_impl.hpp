@@ -92,8 +92,8 @@ struct Vec {
     p = xsimd::fma(p, r, reg(5.0000001201e-1f));
     return xsimd::fma(p * r, r, r) + reg(1.0f);
   }
-  // exp(x) for float32, relative error ~2 ulp: x = n·ln2 + r, |r| <= ln2/2, e^r by a degree-6
-  // polynomial, 2^n by exponent bits. Faster than a general libm exp; exp(-inf) = 0,
+  // exp(x) for float32, relative error ~2 ulp: x = n·ln2 + r, |r| <= ln2/2, e^r by
+  // exp_reduced, 2^n by exponent bits. Faster than a general libm exp; exp(-inf) = 0,
   // exp(+inf) = +inf, NaN stays NaN.
   static reg exp(reg x) noexcept {
     using ireg = xsimd::batch<std::int32_t, arch>;
