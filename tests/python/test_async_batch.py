@@ -404,30 +404,31 @@ def test_batch_matches_numpy_reference_with_per_item_masks(backend, rng):
         attn.compute_batch(q3, k3, v3, mask=list(m3[:3]))
 
 
-def test_stacked_float32_batch_is_read_without_copies(rng):
+def spy_on(method):
+    """A DotProductAttention whose `method` records its positional arguments in `.seen`."""
     seen = []
 
-    class Spy(rv.DotProductAttention):
-        def _prepare(self, *args, **kwargs):
-            seen.append(args)
-            return super()._prepare(*args, **kwargs)
+    def recorded(self, *args, **kwargs):
+        seen.append(args)
+        return getattr(rv.DotProductAttention, method)(self, *args, **kwargs)
 
-    class StackedSpy(rv.DotProductAttention):
-        def _prepare_stacked(self, *args, **kwargs):
-            seen.append(args)
-            return super()._prepare_stacked(*args, **kwargs)
+    spy = type("Spy", (rv.DotProductAttention,), {method: recorded})()
+    return spy, seen
 
+
+def test_stacked_float32_batch_is_read_without_copies(rng):
     q, k, v = randn(rng, 5, 6, 8), randn(rng, 5, 9, 8), randn(rng, 5, 9, 4)
     # Stacked float32 arrays reach the native side as they are (it views each item's slice).
-    outs = StackedSpy().compute_batch(q, k, v, need_weights=True)
+    stacked, seen = spy_on("_prepare_stacked")
+    outs = stacked.compute_batch(q, k, v, need_weights=True)
     assert len(seen) == 1 and all(a is b for a, b in zip(seen[0], (q, k, v), strict=True))
     for i in range(5):
         ref_values, ref_weights = dot_product_attention(q[i], k[i], v[i])
         np.testing.assert_allclose(outs[i].values, ref_values, 2e-5, 2e-5)
         np.testing.assert_allclose(outs[i].weights, ref_weights, 2e-5, 2e-5)
     # Sequences of arrays go item by item, each item a view of the caller's array.
-    seen.clear()
-    outs = Spy().compute_batch(list(q), list(k), list(v))
+    per_item, seen = spy_on("_prepare")
+    outs = per_item.compute_batch(list(q), list(k), list(v))
     assert len(seen) == 5
     for i, (qi, ki, vi) in enumerate(seen):
         assert qi.base is q and ki.base is k and vi.base is v  # views, not copies
@@ -436,14 +437,7 @@ def test_stacked_float32_batch_is_read_without_copies(rng):
 
 
 def test_stacked_batch_fast_path_matches_item_by_item(rng):
-    stacked_calls = []
-
-    class Spy(rv.DotProductAttention):
-        def _prepare_stacked(self, *args, **kwargs):
-            stacked_calls.append(kwargs)
-            return super()._prepare_stacked(*args, **kwargs)
-
-    attn = Spy()
+    attn, stacked_calls = spy_on("_prepare_stacked")
     q, k, v = randn(rng, 4, 7, 8), randn(rng, 4, 11, 8), randn(rng, 4, 11, 3)
     mask = rng.random((7, 11)) > 0.3
     mask[2] = False  # a row with nothing to attend to
