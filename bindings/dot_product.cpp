@@ -9,42 +9,43 @@ namespace {
 struct DotProductJob final : Job {
   py::object owner;  // keeps `self` alive while the job exists
   const DotProductAttention* self = nullptr;
-  FloatArray q, k, v;
+  FloatArray q, k, v;  // 2-D, or stacked [B, L, D] arrays shared by a batch's jobs
+  Index item = 0;      // which matrix of stacked arrays
   MaskArray mask;
   DotProductOptions options;
 
-  AttentionOutput run() override { return self->compute(q.matrix(), k.matrix(), v.matrix(), options); }
+  AttentionOutput run() override { return self->compute(q.matrix(item), k.matrix(item), v.matrix(item), options); }
 };
 
-JobPtr prepare(py::handle self, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
-               bool need_weights, bool training) {
+// A job on converted arrays (item `item` of stacked ones), not yet validated.
+std::unique_ptr<DotProductJob> make_job(py::handle self, const FloatArray& q, const FloatArray& k, const FloatArray& v,
+                                        Index item, const MaskArray& mask, bool causal, bool need_weights,
+                                        bool training) {
   auto job = std::make_unique<DotProductJob>();
   job->owner = py::reinterpret_borrow<py::object>(self);
   job->self = &self.cast<const DotProductAttention&>();
-  job->q = to_matrix(query, "query", "[Lq, D]");
-  job->k = to_matrix(key, "key", "[Lk, D]");
-  job->v = to_matrix(value, "value", "[Lk, Dv]");
-  job->mask = to_mask(mask, "mask");
+  job->q = q;
+  job->k = k;
+  job->v = v;
+  job->item = item;
+  job->mask = mask;
   job->options = DotProductOptions{job->mask.mask, causal, need_weights, training};
+  return job;
+}
+
+JobPtr prepare(py::handle self, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
+               bool need_weights, bool training) {
+  auto job = make_job(self, to_matrix(query, "query", "[Lq, D]"), to_matrix(key, "key", "[Lk, D]"),
+                      to_matrix(value, "value", "[Lk, Dv]"), 0, to_mask(mask, "mask"), causal, need_weights, training);
   job->self->validate(job->q.matrix(), job->k.matrix(), job->v.matrix(), job->options);
   return job;
 }
 
-// One matrix of a stacked [B, rows, cols] array, kept alive by the whole array.
-FloatArray item_of(const FloatArray& stacked, Index i) {
-  FloatArray item;
-  item.array = stacked.array;
-  item.shape = {stacked.rows(), stacked.cols()};
-  item.data = stacked.data + i * stacked.rows() * stacked.cols();
-  return item;
-}
-
 // compute_batch on stacked [B, L, D] arrays: each array converted once, the shapes (shared by
-// every item) validated once, then one job per item viewing its slice. The per-item Python path
-// costs ~5 µs an item on the calling thread before the pool starts.
+// every item) validated once, then one job per item reading its matrix of the stacks. The
+// per-item Python path costs ~5 µs an item on the calling thread before the pool starts.
 py::list prepare_stacked(py::handle self, py::handle queries, py::handle keys, py::handle values, py::handle mask,
                          bool causal, bool need_weights, bool training) {
-  const auto& attn = self.cast<const DotProductAttention&>();
   const FloatArray q = to_float_array(queries, "queries", 3, "[B, Lq, D]");
   const FloatArray k = to_float_array(keys, "keys", 3, "[B, Lk, D]");
   const FloatArray v = to_float_array(values, "values", 3, "[B, Lk, Dv]");
@@ -54,19 +55,10 @@ py::list prepare_stacked(py::handle self, py::handle queries, py::handle keys, p
                        ", keys=" + std::to_string(k.shape[0]) + ", values=" + std::to_string(v.shape[0]) +
                        ": give one entry per item in each");
   const MaskArray shared_mask = to_mask(mask, "mask");
-  const DotProductOptions options{shared_mask.mask, causal, need_weights, training};
-  if (b > 0) attn.validate(q.matrix(), k.matrix(), v.matrix(), options);  // every item has these shapes
   py::list jobs(static_cast<std::size_t>(b));
-  const py::object owner = py::reinterpret_borrow<py::object>(self);
   for (Index i = 0; i < b; ++i) {
-    auto job = std::make_unique<DotProductJob>();
-    job->owner = owner;
-    job->self = &attn;
-    job->q = item_of(q, i);
-    job->k = item_of(k, i);
-    job->v = item_of(v, i);
-    job->mask = shared_mask;
-    job->options = DotProductOptions{job->mask.mask, causal, need_weights, training};
+    auto job = make_job(self, q, k, v, i, shared_mask, causal, need_weights, training);
+    if (i == 0) job->self->validate(q.matrix(), k.matrix(), v.matrix(), job->options);  // every item's shapes
     jobs[static_cast<std::size_t>(i)] = py::cast(JobHandle{std::move(job)});
   }
   return jobs;
