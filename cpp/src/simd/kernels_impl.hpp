@@ -203,47 +203,41 @@ float scalar_exp(float x) noexcept {
 #endif
 }
 
-// exp_shift_sum_kernel when `shift` is the max of x (every x - shift <= 0, -inf or NaN).
-float exp_max_shift_sum_kernel(float* x, std::size_t n, float max) noexcept {
-  const reg vs = Vec::broadcast(max);
+// x[i] = exp(x[i] - shift), returning the sum. MaxShift: `shift` is the max of x (every
+// x - shift <= 0, -inf or NaN: the softmax case), which takes the leaner exp.
+template <bool MaxShift>
+float exp_shift_sum(float* x, std::size_t n, float shift) noexcept {
+  const auto vexp = [](reg v) noexcept { return MaxShift ? Vec::exp_nonpositive(v) : Vec::exp(v); };
+  const reg vs = Vec::broadcast(shift);
   reg acc0 = Vec::zero(), acc1 = Vec::zero();
   std::size_t i = 0;
   for (; i + 2 * W <= n; i += 2 * W) {
-    const reg e0 = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i), vs));
-    const reg e1 = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i + W), vs));
+    const reg e0 = vexp(Vec::sub(Vec::load(x + i), vs));
+    const reg e1 = vexp(Vec::sub(Vec::load(x + i + W), vs));
     Vec::store(x + i, e0);
     Vec::store(x + i + W, e1);
     acc0 = Vec::add(acc0, e0);
     acc1 = Vec::add(acc1, e1);
   }
   for (; i + W <= n; i += W) {
-    const reg e = Vec::exp_nonpositive(Vec::sub(Vec::load(x + i), vs));
+    const reg e = vexp(Vec::sub(Vec::load(x + i), vs));
     Vec::store(x + i, e);
     acc0 = Vec::add(acc0, e);
   }
   float s = Vec::hsum(Vec::add(acc0, acc1));
   for (; i < n; ++i) {
-    x[i] = scalar_exp(x[i] - max);
+    x[i] = scalar_exp(x[i] - shift);
     s += x[i];
   }
   return s;
 }
 
 float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
-  const reg vs = Vec::broadcast(shift);
-  reg acc = Vec::zero();
-  std::size_t i = 0;
-  for (; i + W <= n; i += W) {
-    reg e = Vec::exp(Vec::sub(Vec::load(x + i), vs));
-    Vec::store(x + i, e);
-    acc = Vec::add(acc, e);
-  }
-  float s = Vec::hsum(acc);
-  for (; i < n; ++i) {
-    x[i] = scalar_exp(x[i] - shift);
-    s += x[i];
-  }
-  return s;
+  return exp_shift_sum<false>(x, n, shift);
+}
+
+float exp_max_shift_sum_kernel(float* x, std::size_t n, float max) noexcept {
+  return exp_shift_sum<true>(x, n, max);
 }
 
 void softmax_kernel(float* x, std::size_t n) noexcept {
@@ -396,6 +390,15 @@ void gemm_task(void* job_ptr, std::size_t task) noexcept {
               p.c + r0 * p.ldc + c0, p.ldc, p.accumulate, p.bias ? p.bias + c0 : nullptr);
 }
 
+// fn(job, b) for every block b, on the pool when `par` allows it.
+void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(void*, std::size_t)) noexcept {
+  if (blocks == 1 || par.for_each == nullptr) {
+    for (std::size_t b = 0; b < blocks; ++b) fn(job, b);
+  } else {
+    par.for_each(par.context, blocks, job, fn);
+  }
+}
+
 bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   if (p.m == 0 || p.n == 0) return true;
   const std::size_t panels = (p.n + NR - 1) / NR;
@@ -412,21 +415,14 @@ bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
     pack_b_panel(g.b, g.ldb, g.b_transposed, g.k, g.n, jp * NR, j.packed + jp * g.k * NR);
   };
   // A large B (a layer's weights: 3 MB for a 512×1536 in-projection) packs on every thread.
-  if (packed_size >= (std::size_t{1} << 18) && par.for_each != nullptr)
-    par.for_each(par.context, panels, &pack, pack_panel);
-  else
-    for (std::size_t jp = 0; jp < panels; ++jp) pack_panel(&pack, jp);
+  run_blocks(packed_size >= (std::size_t{1} << 18) ? par : Parallel{}, panels, &pack, pack_panel);
   // Tasks: row blocks × groups of column panels, so both tall (many nodes) and wide
   // (few rows, many outputs) products spread over the pool.
   GemmJob job{&p, packed.ptr, MR * 8, 0, 8};
   job.row_blocks = (p.m + job.row_block - 1) / job.row_block;
   const std::size_t groups = (panels + job.panel_group - 1) / job.panel_group;
   const std::size_t tasks = job.row_blocks * groups;
-  if (tasks == 1 || par.for_each == nullptr) {
-    for (std::size_t t = 0; t < tasks; ++t) gemm_task(&job, t);
-  } else {
-    par.for_each(par.context, tasks, &job, &gemm_task);
-  }
+  run_blocks(par, tasks, &job, &gemm_task);
   return true;
 }
 
@@ -714,14 +710,6 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
   }
 }
 
-void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(void*, std::size_t)) noexcept {
-  if (blocks == 1 || par.for_each == nullptr) {
-    for (std::size_t b = 0; b < blocks; ++b) fn(job, b);
-  } else {
-    par.for_each(par.context, blocks, job, fn);
-  }
-}
-
 struct PackJob {
   const FlashParams* p;
   std::size_t k_begin, len, kpanels;
@@ -818,11 +806,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
       auto* off = static_cast<Offset*>(o);
       stream_task(off->job, off->first + b);
     };
-    if (blocks - first_block == 1 || par.for_each == nullptr) {
-      for (std::size_t b = first_block; b < blocks; ++b) stream_task(&job, b);
-    } else {
-      par.for_each(par.context, blocks - first_block, &offset, shifted);
-    }
+    run_blocks(par, blocks - first_block, &offset, shifted);
     if (job.failed.load()) return false;
   }
   return true;
