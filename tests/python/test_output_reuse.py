@@ -109,3 +109,27 @@ def test_a_freed_large_output_serves_the_next_call_of_its_size(rng):
     assert attn.compute(q, q, q, need_weights=False).values.ctypes.data == address
     small = randn(rng, 4, 8)  # below 1 MB: plain allocations, nothing kept
     assert attn.compute(small, small, small).values.shape == (4, 8)
+
+
+def test_small_batch_outputs_are_reused_and_fully_overwritten(rng):
+    """Items of 16 KB to 1 MB (a batch's outputs, made on pool workers) are kept for reuse too."""
+    attn = rv.DotProductAttention()
+    q, k, v = (randn(rng, 12, 256, 64) for _ in range(3))  # 64 KB values, 256 KB weights per item
+    for need_weights in (False, True):
+        outs = attn.compute_batch(q, k, v, need_weights=need_weights)
+        expected = [(o.values.copy(), None if o.weights is None else o.weights.copy()) for o in outs]
+        addresses = {o.values.ctypes.data for o in outs}
+        for _ in range(2):
+            for o in outs:
+                _poison_and_free(o)
+            del o
+            outs.clear()
+            gc.collect()
+            outs = attn.compute_batch(q, k, v, need_weights=need_weights)
+            assert {o.values.ctypes.data for o in outs} == addresses
+            for o, (values, weights) in zip(outs, expected, strict=True):
+                np.testing.assert_array_equal(o.values, values)
+                if weights is None:
+                    assert o.weights is None
+                else:
+                    np.testing.assert_array_equal(o.weights, weights)
