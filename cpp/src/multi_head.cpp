@@ -34,6 +34,29 @@ struct MultiHeadAttention::Weights {
     return in_bias.size() ? in_bias.data() + static_cast<Index>(i) * embed_dim : nullptr;
   }
 
+  // Which projections are the identity with zero (or no) bias, as in an untrained layer:
+  // [0..2] the q, k, v in-projections (square ones only), [3] the out-projection. Their
+  // products are skipped (each would return its input).
+  bool identity[4] = {false, false, false, false};
+
+  void find_identities(Index embed_dim, Index kdim, Index vdim) {
+    const auto is_eye = [](const float* w, Index n, std::size_t ld) {
+      for (Index i = 0; i < n; ++i)
+        for (Index j = 0; j < n; ++j)
+          if (w[static_cast<std::size_t>(i) * ld + static_cast<std::size_t>(j)] != (i == j ? 1.0f : 0.0f)) return false;
+      return true;
+    };
+    const auto is_zero = [](const float* b, Index n) {
+      return b == nullptr || std::all_of(b, b + n, [](float x) { return x == 0.0f; });
+    };
+    const Index in[3] = {embed_dim, kdim, vdim};
+    for (int i = 0; i < 3; ++i)
+      identity[i] = in[i] == embed_dim && is_eye(proj(i, embed_dim), embed_dim, proj_ld(i)) &&
+                    is_zero(bias(i, embed_dim), embed_dim);
+    identity[3] = is_eye(out_proj.data(), embed_dim, static_cast<std::size_t>(embed_dim)) &&
+                  is_zero(out_bias.size() ? out_bias.data() : nullptr, embed_dim);
+  }
+
   // The matrix behind a torch state_dict name (null for a name torch does not have).
   static RowMatrixXf Weights::* member(const std::string& name) {
     static const std::pair<const char*, RowMatrixXf Weights::*> table[] = {
@@ -105,6 +128,15 @@ std::size_t sz(Index n) {
   return static_cast<std::size_t>(n);
 }
 
+// No NaN or ±inf anywhere in x (the SIMD kernel, a row at a time: Eigen's allFinite took
+// ~0.9 ms for a 1000×512 input).
+bool all_finite(const MatrixRef& x) {
+  const auto& kernels = simd::active_kernels();
+  for (Index r = 0; r < x.rows(); ++r)
+    if (!kernels.all_finite(x.data() + r * x.outerStride(), sz(x.cols()))) return false;
+  return true;
+}
+
 }  // namespace
 
 MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Index> embed_dim,
@@ -138,6 +170,7 @@ MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Ind
     w->in_bias = RowMatrixXf::Zero(1, 3 * embed_dim_);
     w->out_bias = RowMatrixXf::Zero(1, embed_dim_);
   }
+  w->find_identities(embed_dim_, kdim_, vdim_);
   weights_ = std::move(w);
 }
 
@@ -241,6 +274,7 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
     (*w).*Weights::member(name) =
         Eigen::Map<const RowMatrixXf>(src.data(), shape.size() == 1 ? 1 : shape[0], shape.back());
   }
+  w->find_identities(embed_dim_, kdim_, vdim_);
   std::lock_guard<std::mutex> lock(weights_mutex_);
   weights_ = std::move(w);
 }
@@ -298,15 +332,21 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
     return out;
   }
 
-  // In-projections. Self-attention on the packed layout (query, key and value the same
-  // array) is one GEMM against all of in_proj; key == value one GEMM for both.
+  // In-projections. An identity projection (an untrained layer) is skipped: the input is its
+  // own projection, unless it holds NaN/Inf, which the product spreads over the whole row (as
+  // torch's does) and which therefore take the product. Self-attention on the packed layout
+  // (query, key and value the same array) is one GEMM against all of in_proj; key == value one
+  // GEMM for both.
   const auto same = [](const MatrixRef& a, const MatrixRef& b) {
     return a.data() == b.data() && a.rows() == b.rows() && a.cols() == b.cols() && a.outerStride() == b.outerStride();
   };
+  const bool skip_q = w->identity[0] && all_finite(q);
+  const bool skip_k = w->identity[1] && (same(k, q) ? skip_q : all_finite(k));
+  const bool skip_v = w->identity[2] && (same(v, k) ? skip_k : same(v, q) ? skip_q : all_finite(v));
   RowMatrixXf qbuf, kbuf, vbuf;
   const float *qp, *kp, *vp;
   std::size_t ldq, ldk, ldv;
-  if (packed() && same(q, k) && same(k, v)) {
+  if (packed() && !skip_q && !skip_k && !skip_v && same(q, k) && same(k, v)) {
     qbuf.resize(lq, 3 * e);
     linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0), sz(3 * e), w->bias(0, e),
            qbuf.data(), sz(3 * e));
@@ -315,12 +355,22 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
     vp = qp + 2 * e;
     ldq = ldk = ldv = sz(3 * e);
   } else {
-    qbuf.resize(lq, e);
-    linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0), sz(e), w->bias(0, e),
-           qbuf.data(), sz(e));
-    qp = qbuf.data();
-    ldq = sz(e);
-    if (packed() && same(k, v)) {
+    // Projection i of x into buf, or x itself when skipped.
+    const auto project = [&](int i, const MatrixRef& x, Index in, bool skip, RowMatrixXf& buf, const float*& dst,
+                             std::size_t& ld) {
+      if (skip) {
+        dst = x.data();
+        ld = sz(x.outerStride());
+        return;
+      }
+      buf.resize(x.rows(), e);
+      linear(x.data(), sz(x.outerStride()), sz(x.rows()), sz(in), w->proj(i, e), w->proj_ld(i), sz(e), w->bias(i, e),
+             buf.data(), sz(e));
+      dst = buf.data();
+      ld = sz(e);
+    };
+    project(0, q, e, skip_q, qbuf, qp, ldq);
+    if (packed() && !skip_k && !skip_v && same(k, v)) {
       kbuf.resize(lk, 2 * e);
       linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1), sz(2 * e), w->bias(1, e),
              kbuf.data(), sz(2 * e));
@@ -328,22 +378,17 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
       vp = kp + e;
       ldk = ldv = sz(2 * e);
     } else {
-      kbuf.resize(lk, e);
-      vbuf.resize(lk, e);
-      linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1), sz(e), w->bias(1, e),
-             kbuf.data(), sz(e));
-      linear(v.data(), sz(v.outerStride()), sz(lk), sz(vdim_), w->proj(2, e), w->proj_ld(2), sz(e), w->bias(2, e),
-             vbuf.data(), sz(e));
-      kp = kbuf.data();
-      vp = vbuf.data();
-      ldk = ldv = sz(e);
+      project(1, k, kdim_, skip_k, kbuf, kp, ldk);
+      project(2, v, vdim_, skip_v, vbuf, vp, ldv);
     }
   }
 
   // Every head: the fused kernel on column slices of the projections, writing its slice of
   // the concatenated heads. One call takes all heads: with weights it walks query blocks
   // through every head, averaging the weights while a block is in cache.
-  RowMatrixXf context(lq, e);
+  // With an identity out-projection the heads write the output itself.
+  RowMatrixXf context;
+  if (!w->identity[3]) context.resize(lq, e);
   const bool dropout = opt.training && config_.dropout > 0.0;
   const std::uint64_t call = dropout ? calls_.fetch_add(1, std::memory_order_relaxed) : 0;
   simd::FlashParams p;
@@ -353,7 +398,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   p.ldk = ldk;
   p.v = vp;
   p.ldv = ldv;
-  p.out = context.data();
+  p.out = w->identity[3] ? out.values.data() : context.data();
   p.ldo = sz(e);
   p.lq = sz(lq);
   p.lk = sz(lk);
@@ -376,8 +421,10 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   }
   detail::run_flash(p);
 
-  linear(context.data(), sz(e), sz(lq), sz(e), w->out_proj.data(), sz(e), sz(e),
-         w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e));
+  if (w->identity[3] && !all_finite(out.values)) context = out.values;  // NaN/Inf: the product spreads them
+  if (context.size())
+    linear(context.data(), sz(e), sz(lq), sz(e), w->out_proj.data(), sz(e), sz(e),
+           w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e));
   for (std::size_t i = 0; i < dead.size(); ++i)
     if (dead[i]) out.values.row(static_cast<Index>(i)).setZero();
   return out;

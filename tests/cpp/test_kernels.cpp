@@ -82,6 +82,23 @@ TEST_P(Kernels, DotAxpyScaleMax) {
   }
 }
 
+TEST_P(Kernels, AllFinite) {
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (std::size_t n : kSizes) {
+    auto x = random_vector(n, 4);
+    if (n > 0) x[n / 2] = std::numeric_limits<float>::max();  // large but finite
+    EXPECT_TRUE(k().all_finite(x.data(), n)) << n;
+    for (float special : specials)
+      for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {  // vector body and scalar tail
+        if (n == 0) continue;
+        auto y = x;
+        y[at] = special;
+        EXPECT_FALSE(k().all_finite(y.data(), n)) << n << " " << at << " " << special;
+      }
+  }
+}
+
 TEST_P(Kernels, ExpAndSoftmax) {
   for (std::size_t n : kSizes) {
     auto x = random_vector(n, 3);

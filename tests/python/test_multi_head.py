@@ -770,3 +770,62 @@ def test_set_weights_while_computing(rng):
         done.result()
     for values in results:  # one set of weights or the other, never a mix
         assert np.array_equal(values, out_a) or np.array_equal(values, out_b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity projections (an untrained layer) skip their products; NaN/Inf still spread as torch's
+
+
+def identity_torch_layer(torch, heads, e):
+    m = torch.nn.MultiheadAttention(e, heads, batch_first=True).eval()
+    with torch.no_grad():
+        m.in_proj_weight.copy_(torch.eye(e).repeat(3, 1))
+        m.in_proj_bias.zero_()
+        m.out_proj.weight.copy_(torch.eye(e))
+        m.out_proj.bias.zero_()
+    return m
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["none", "query", "key", "value", "self"])
+def test_identity_layer_spreads_nan_and_inf_as_torch(backend, torch, rng, where, special):
+    heads, e, lq, lk = 4, 32, 9, 13
+    m = identity_torch_layer(torch, heads, e)
+    mha = rv.MultiHeadAttention({"num_heads": heads}, embed_dim=e)  # default weights: the same identities
+    q, k, v = randn(rng, lq, e), randn(rng, lk, e), randn(rng, lk, e)
+    if where == "self":
+        k = v = q
+    if where in ("query", "self"):
+        q[2, 5] = special
+    if where == "key":
+        k[3, 7] = special
+    if where == "value":
+        v[4, 30] = special
+    # torch's path with weights: the one that spreads NaN as IEEE products do (its fused path
+    # without weights returns finite rows for a NaN query, with any weights)
+    ref_v, _ = torch_forward(torch, m, q, k, v, need_weights=True)
+    for need_weights in (False, True):
+        out = mha.compute(q, k, v, need_weights=need_weights).values
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref_v))
+        np.testing.assert_array_equal(np.isposinf(out), np.isposinf(ref_v))
+        np.testing.assert_array_equal(np.isneginf(out), np.isneginf(ref_v))
+        finite = np.isfinite(ref_v)
+        assert finite.any() or where != "none"
+        np.testing.assert_allclose(out[finite], ref_v[finite], **TOL)
+
+
+def test_identity_detected_from_set_weights_and_lost_with_other_weights(rng):
+    heads, e = 4, 32
+    q, k, v = randn(rng, 20, e), randn(rng, 25, e), randn(rng, 25, e)
+    default = rv.MultiHeadAttention({"num_heads": heads}, embed_dim=e)
+    expected = default.compute(q, k, v).values
+    mha = rv.MultiHeadAttention({"num_heads": heads}, embed_dim=e)
+    identity = mha.get_weights()
+    mha.set_weights(random_weights(rng, e, e, e, bias=True, packed=True))
+    assert not np.allclose(mha.compute(q, k, v).values, expected, atol=1e-3)
+    mha.set_weights(identity)
+    np.testing.assert_array_equal(mha.compute(q, k, v).values, expected)
+    # identity weights with a bias are not skipped: the bias is added
+    biased = dict(identity, **{"out_proj.bias": np.full(e, 0.5, np.float32)})
+    mha.set_weights(biased)
+    np.testing.assert_allclose(mha.compute(q, k, v).values, expected + 0.5, rtol=1e-6, atol=1e-6)

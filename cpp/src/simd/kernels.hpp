@@ -86,6 +86,8 @@ struct KernelTable {
   // Returns false when scratch memory could not be allocated.
   bool (*gemm)(const GemmParams& p, const Parallel& par) noexcept;
   bool (*flash_attention)(const FlashParams& p, const Parallel& par) noexcept;
+  // Whether x holds no NaN and no ±inf.
+  bool (*all_finite)(const float* x, std::size_t n) noexcept;
 };
 
 // Defined in kernels_<isa>.cpp when that ISA is built.

@@ -192,6 +192,24 @@ bool has_nan(const float* x, std::size_t n) noexcept {
   return false;
 }
 
+// x - x is 0 for every finite x and NaN for NaN and ±inf; the sums stay 0 or turn NaN.
+bool all_finite_kernel(const float* x, std::size_t n) noexcept {
+  reg a0 = Vec::zero(), a1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const reg u = Vec::load(x + i), v = Vec::load(x + i + W);
+    a0 = Vec::add(a0, Vec::sub(u, u));
+    a1 = Vec::add(a1, Vec::sub(v, v));
+  }
+  for (; i + W <= n; i += W) {
+    const reg u = Vec::load(x + i);
+    a0 = Vec::add(a0, Vec::sub(u, u));
+  }
+  float s = Vec::hsum(Vec::add(a0, a1));
+  for (; i < n; ++i) s += x[i] - x[i];
+  return s == 0.0f;
+}
+
 float scalar_exp(float x) noexcept {
 #ifdef RUVECTOR_SCALAR
   return std::exp(x);
@@ -854,9 +872,9 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
 
 const KernelTable& table() noexcept {
   static const KernelTable t{
-      RUVECTOR_ISA_NAME, &dot_kernel,           &axpy_kernel,
-      &max_kernel,       &exp_shift_sum_kernel, &scale_kernel,
-      &softmax_kernel,   &gemm_kernel,          &flash_attention_kernel,
+      RUVECTOR_ISA_NAME,       &dot_kernel,        &axpy_kernel,    &max_kernel,
+      &exp_shift_sum_kernel,   &scale_kernel,      &softmax_kernel, &gemm_kernel,
+      &flash_attention_kernel, &all_finite_kernel,
   };
   return t;
 }
