@@ -27,6 +27,10 @@ void register_core(py::module_& m) {
     init_simd_from_env();
     init_threads_from_env();
   });
+  m.def("_amx_available", &amx_available, "Whether the avx512 backend can use AMX tiles here.");
+  m.def("_amx_enabled", &amx_enabled, "Whether the avx512 backend uses AMX tiles (RUVECTOR_AMX=0 turns it off).");
+  m.def("_set_amx_enabled", &set_amx_enabled, py::arg("on"),
+        "Turn the AMX tiles on or off (on raises InvalidConfigError where they are not available).");
   m.def("_available_backends", [] {
     std::vector<std::string> names;
     for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar})

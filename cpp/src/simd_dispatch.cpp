@@ -21,13 +21,19 @@
 #endif
 #endif
 
+#if defined(RUVECTOR_AMX_BUILT) && defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define RUVECTOR_AMX_LINUX 1
+#endif
+
 namespace ruvector {
 namespace {
 
 struct CpuInfo {
   bool sse2 = false, avx = false, avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512dq = false,
-       avx512vl = false, neon = false;
-  bool os_avx = false, os_avx512 = false;
+       avx512vl = false, neon = false, amx_tile = false, amx_bf16 = false, avx512_bf16 = false;
+  bool os_avx = false, os_avx512 = false, os_amx = false;
 };
 
 #ifdef RUVECTOR_X86
@@ -65,8 +71,9 @@ CpuInfo detect_cpu() {
   c.avx = (r[2] >> 28) & 1;
   if (osxsave) {
     const unsigned long long xcr0 = xgetbv0();
-    c.os_avx = (xcr0 & 0x6) == 0x6;       // XMM and YMM state
-    c.os_avx512 = (xcr0 & 0xe6) == 0xe6;  // plus opmask, ZMM_Hi256, Hi16_ZMM
+    c.os_avx = (xcr0 & 0x6) == 0x6;          // XMM and YMM state
+    c.os_avx512 = (xcr0 & 0xe6) == 0xe6;     // plus opmask, ZMM_Hi256, Hi16_ZMM
+    c.os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG, XTILEDATA
   }
   if (max_leaf >= 7) {
     cpuid(7, 0, r);
@@ -75,6 +82,13 @@ CpuInfo detect_cpu() {
     c.avx512dq = (r[1] >> 17) & 1;
     c.avx512bw = (r[1] >> 30) & 1;
     c.avx512vl = (r[1] >> 31) & 1;
+    c.amx_bf16 = (r[3] >> 22) & 1;
+    c.amx_tile = (r[3] >> 24) & 1;
+    const unsigned subleaves = r[0];
+    if (subleaves >= 1) {
+      cpuid(7, 1, r);
+      c.avx512_bf16 = (r[0] >> 5) & 1;
+    }
   }
 #elif defined(__aarch64__) || defined(_M_ARM64)
   c.neon = true;  // part of the AArch64 baseline
@@ -152,6 +166,28 @@ const simd::GraphKernelTable& graph_table_for(Backend b) {
   }
 }
 
+// Linux hands a process the AMX tile state only on request (arch_prctl), once for all its
+// threads; without it the first tile instruction kills the process.
+bool request_amx_state() {
+#if defined(RUVECTOR_AMX_LINUX)
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return ::syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+bool amx_usable() {
+  static const bool ok = [] {
+    const CpuInfo& c = cpu();
+    return c.amx_tile && c.amx_bf16 && c.avx512_bf16 && c.os_amx && backend_supported(Backend::Avx512) &&
+           request_amx_state();
+  }();
+  return ok;
+}
+
+std::atomic<int> g_amx{-1};  // -1: not decided yet (on when usable)
+
 std::atomic<const simd::KernelTable*> g_table{nullptr};
 std::atomic<const simd::GraphKernelTable*> g_graph_table{nullptr};
 std::atomic<int> g_backend{-1};
@@ -191,7 +227,30 @@ std::vector<std::string> cpu_features() {
   if (c.avx512dq && c.os_avx512) f.emplace_back("avx512dq");
   if (c.avx512vl && c.os_avx512) f.emplace_back("avx512vl");
   if (c.neon) f.emplace_back("neon");
+  if (amx_usable()) f.emplace_back("amx_bf16");
   return f;
+}
+
+bool amx_available() {
+  return amx_usable();
+}
+
+bool amx_enabled() noexcept {
+  int on = g_amx.load(std::memory_order_relaxed);
+  if (on < 0) {
+    on = amx_usable() ? 1 : 0;
+    int expected = -1;
+    if (!g_amx.compare_exchange_strong(expected, on)) on = expected;
+  }
+  return on == 1;
+}
+
+void set_amx_enabled(bool on) {
+  if (on && !amx_usable())
+    throw InvalidConfig(
+        "AMX is not available: it needs a CPU with AMX-BF16, an OS that grants the tile state "
+        "(Linux >= 5.16) and a build with AMX support");
+  g_amx.store(on ? 1 : 0);
 }
 
 bool backend_supported(Backend b) {
@@ -255,6 +314,14 @@ void set_simd_backend(const std::string& name) {
 }
 
 void init_simd_from_env() {
+  if (const char* amx = std::getenv("RUVECTOR_AMX"); amx != nullptr && *amx != '\0') {
+    const std::string v = amx;
+    if (v == "0")
+      set_amx_enabled(false);
+    else if (v != "1" && v != "auto")
+      throw InvalidConfig("RUVECTOR_AMX=" + v +
+                          " is not understood: set it to 0 (off) or 1 / auto (on when available)");
+  }
   const char* env = std::getenv("RUVECTOR_SIMD");
   if (env == nullptr || *env == '\0') return;
   try {

@@ -198,54 +198,110 @@ TEST_P(Kernels, Gemm) {
   }
 }
 
+// On avx512 where AMX is available: once on the tiles (streaming calls) and once on FMA alone.
+std::vector<bool> amx_modes(Backend b) {
+  if (b == Backend::Avx512 && ruvector::amx_available()) return {true, false};
+  return {ruvector::amx_enabled()};
+}
+
+class AmxMode {  // sets AMX on or off for a scope, when it is available
+ public:
+  explicit AmxMode(bool on) : before_(ruvector::amx_enabled()) {
+    if (ruvector::amx_available()) ruvector::set_amx_enabled(on);
+  }
+  ~AmxMode() {
+    if (ruvector::amx_available()) ruvector::set_amx_enabled(before_);
+  }
+  AmxMode(const AmxMode&) = delete;
+  AmxMode& operator=(const AmxMode&) = delete;
+
+ private:
+  bool before_;
+};
+
 TEST_P(Kernels, FlashAttentionMatchesNaive) {
-  const std::size_t shapes[][4] = {{1, 1, 1, 1}, {3, 5, 7, 2}, {70, 300, 33, 17}, {130, 129, 64, 64}};
-  for (auto& s : shapes) {
-    const std::size_t lq = s[0], lk = s[1], d = s[2], dv = s[3];
-    auto q = random_vector(lq * d, 7), kk = random_vector(lk * d, 8), v = random_vector(lk * dv, 9);
-    for (bool causal : {false, true}) {
-      for (bool weights : {false, true}) {
-        std::vector<float> out(lq * dv), w(lq * lk);
-        ruvector::simd::FlashParams p;
-        p.q = q.data();
-        p.ldq = d;
-        p.k = kk.data();
-        p.ldk = d;
-        p.v = v.data();
-        p.ldv = dv;
-        p.out = out.data();
-        p.ldo = dv;
-        p.weights = weights ? w.data() : nullptr;
-        p.ldw = lk;
-        p.lq = lq;
-        p.lk = lk;
-        p.d = d;
-        p.dv = dv;
-        p.scale = 0.3f;
-        p.causal = causal;
-        ASSERT_TRUE(k().flash_attention(p, {}));
-        for (std::size_t i = 0; i < lq; ++i) {
-          std::vector<double> sc(lk);
-          double mx = -INFINITY;
-          for (std::size_t j = 0; j < lk; ++j) {
-            double dot = 0;
-            for (std::size_t t = 0; t < d; ++t) dot += double(q[i * d + t]) * kk[j * d + t];
-            sc[j] = (causal && j > i) ? -INFINITY : 0.3 * dot;
-            mx = std::max(mx, sc[j]);
+  // {40, 3000, ...}: the streaming kernels take several passes over the keys
+  const std::size_t shapes[][4] = {
+      {1, 1, 1, 1}, {3, 5, 7, 2}, {70, 300, 33, 17}, {130, 129, 64, 64}, {40, 3000, 64, 48}};
+  for (bool amx : amx_modes(GetParam()))
+    for (auto& s : shapes) {
+      AmxMode mode(amx);
+      const std::size_t lq = s[0], lk = s[1], d = s[2], dv = s[3];
+      auto q = random_vector(lq * d, 7), kk = random_vector(lk * d, 8), v = random_vector(lk * dv, 9);
+      for (bool causal : {false, true}) {
+        for (bool weights : {false, true}) {
+          std::vector<float> out(lq * dv), w(lq * lk);
+          ruvector::simd::FlashParams p;
+          p.q = q.data();
+          p.ldq = d;
+          p.k = kk.data();
+          p.ldk = d;
+          p.v = v.data();
+          p.ldv = dv;
+          p.out = out.data();
+          p.ldo = dv;
+          p.weights = weights ? w.data() : nullptr;
+          p.ldw = lk;
+          p.lq = lq;
+          p.lk = lk;
+          p.d = d;
+          p.dv = dv;
+          p.scale = 0.3f;
+          p.causal = causal;
+          ASSERT_TRUE(k().flash_attention(p, {}));
+          for (std::size_t i = 0; i < lq; ++i) {
+            std::vector<double> sc(lk);
+            double mx = -INFINITY;
+            for (std::size_t j = 0; j < lk; ++j) {
+              double dot = 0;
+              for (std::size_t t = 0; t < d; ++t) dot += double(q[i * d + t]) * kk[j * d + t];
+              sc[j] = (causal && j > i) ? -INFINITY : 0.3 * dot;
+              mx = std::max(mx, sc[j]);
+            }
+            double z = 0;
+            for (auto& x : sc) z += (x = (mx == -INFINITY ? 0.0 : std::exp(x - mx)));
+            for (std::size_t c = 0; c < dv; ++c) {
+              double ref = 0;
+              for (std::size_t j = 0; j < lk; ++j) ref += (z > 0 ? sc[j] / z : 0) * v[j * dv + c];
+              ASSERT_NEAR(out[i * dv + c], ref, 2e-5) << lq << "," << lk << " row " << i << " amx " << amx;
+            }
+            if (weights)
+              for (std::size_t j = 0; j < lk; ++j) ASSERT_NEAR(w[i * lk + j], z > 0 ? sc[j] / z : 0, 2e-6);
           }
-          double z = 0;
-          for (auto& x : sc) z += (x = (mx == -INFINITY ? 0.0 : std::exp(x - mx)));
-          for (std::size_t c = 0; c < dv; ++c) {
-            double ref = 0;
-            for (std::size_t j = 0; j < lk; ++j) ref += (z > 0 ? sc[j] / z : 0) * v[j * dv + c];
-            ASSERT_NEAR(out[i * dv + c], ref, 2e-5) << lq << "," << lk << " row " << i;
-          }
-          if (weights)
-            for (std::size_t j = 0; j < lk; ++j) ASSERT_NEAR(w[i * lk + j], z > 0 ? sc[j] / z : 0, 2e-6);
         }
       }
     }
+}
+
+// NaN/Inf inputs never reach the tiles (their three-part split would turn inf into NaN): the
+// call takes the FMA path, bit for bit.
+TEST(Amx, NonFiniteInputsTakeTheFmaPath) {
+  if (!ruvector::backend_supported(Backend::Avx512) || !ruvector::amx_available()) GTEST_SKIP() << "no AMX here";
+  const std::size_t lq = 50, lk = 80, d = 64, dv = 32;
+  auto q = random_vector(lq * d, 1), kk = random_vector(lk * d, 2), v = random_vector(lk * dv, 3);
+  v[5 * dv + 3] = std::numeric_limits<float>::infinity();
+  kk[7 * d + 1] = -std::numeric_limits<float>::infinity();
+  std::vector<float> on(lq * dv), off(lq * dv);
+  for (bool amx : {true, false}) {
+    AmxMode mode(amx);
+    ruvector::simd::FlashParams p;
+    p.q = q.data();
+    p.ldq = d;
+    p.k = kk.data();
+    p.ldk = d;
+    p.v = v.data();
+    p.ldv = dv;
+    p.out = (amx ? on : off).data();
+    p.ldo = dv;
+    p.lq = lq;
+    p.lk = lk;
+    p.d = d;
+    p.dv = dv;
+    p.scale = 0.125f;
+    ASSERT_TRUE(table(Backend::Avx512).flash_attention(p, {}));
   }
+  for (std::size_t i = 0; i < on.size(); ++i)
+    if (!(std::isnan(on[i]) && std::isnan(off[i]))) ASSERT_EQ(on[i], off[i]) << i;
 }
 
 std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {

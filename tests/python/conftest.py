@@ -11,26 +11,35 @@ import ruvector
 from ruvector import _native
 
 BACKENDS = _native._available_backends()
+# Where the avx512 backend can use AMX tiles, it runs once with them (the default, "avx512")
+# and once on its FMA path alone ("avx512-fma").
+KERNEL_SETS = BACKENDS + (["avx512-fma"] if "avx512" in BACKENDS and _native._amx_available() else [])
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=KERNEL_SETS)
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Forces one SIMD backend for the test, then restores automatic selection."""
-    previous = ruvector.get_simd_backend()
-    ruvector.set_simd_backend(request.param)
+    """Forces one SIMD backend (and AMX on or off) for the test, then restores both."""
+    previous, amx = ruvector.get_simd_backend(), _native._amx_enabled()
+    name = "avx512" if request.param == "avx512-fma" else request.param
+    ruvector.set_simd_backend(name)
+    if request.param == "avx512-fma":
+        _native._set_amx_enabled(False)
     try:
-        yield request.param
+        yield name
     finally:
         ruvector.set_simd_backend(previous)
+        _native._set_amx_enabled(amx)
 
 
 @pytest.fixture(autouse=True)
 def _keep_simd_backend() -> Iterator[None]:
-    """Every test leaves the backend as it found it (several switch backends and end with
-    "auto", which would undo RUVECTOR_SIMD for the tests after them and for spawned children)."""
-    previous = ruvector.get_simd_backend()
+    """Every test leaves the backend (and AMX) as it found it (several switch backends and end
+    with "auto", which would undo RUVECTOR_SIMD for the tests after them and for spawned
+    children)."""
+    previous, amx = ruvector.get_simd_backend(), _native._amx_enabled()
     yield
     ruvector.set_simd_backend(previous)
+    _native._set_amx_enabled(amx)
 
 
 @pytest.fixture

@@ -41,6 +41,18 @@ def test_matches_numpy(backend, rng, lq, lk, d, dv):
     check(streamed, ref_v, None)
 
 
+@pytest.mark.parametrize(("lq", "lk", "d", "dv"), [(70, 3000, 64, 64), (45, 1500, 200, 120), (300, 2600, 33, 17)])
+@pytest.mark.parametrize("kwargs", [{}, {"causal": True}, {"mask": True}])
+def test_streaming_over_several_key_passes(backend, rng, lq, lk, d, dv, kwargs):
+    """Without weights, long key ranges are streamed in passes (the packed keys and values of
+    one pass stay in L2): each row's running max, sum and unnormalised output carry over."""
+    q, k, v = randn(rng, lq, d), randn(rng, lk, d), randn(rng, lk, dv)
+    if kwargs.get("mask"):
+        kwargs = {"mask": rng.random((lq, lk)) > 0.4}
+    ref_v, _ = dot_product_attention(q, k, v, **kwargs)
+    check(rv.DotProductAttention().compute(q, k, v, need_weights=False, **kwargs), ref_v, None)
+
+
 @pytest.mark.parametrize(("lq", "lk", "d", "dv"), SHAPES[2:])
 @pytest.mark.parametrize("need_weights", [True, False])
 def test_bool_mask_and_causal(backend, rng, lq, lk, d, dv, need_weights):

@@ -93,6 +93,24 @@ def test_bad_env_backend_fails_import_naming_variable(value):
     assert "InvalidConfigError" in out.stderr and "RUVECTOR_SIMD" in out.stderr
 
 
+def test_amx_switch():
+    """The avx512 backend's AMX tiles: listed in get_features() when usable, on by default,
+    RUVECTOR_AMX=0 turns them off at import, a bad value fails the import naming it."""
+    available = _native._amx_available()
+    assert ("amx_bf16" in rv.get_features()) == available
+    code = "from ruvector import _native; print(_native._amx_enabled())"
+    assert run_python(code, RUVECTOR_AMX="auto").stdout.strip() == str(available)
+    out = run_python(code, RUVECTOR_AMX="0")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+    out = run_python("import ruvector", RUVECTOR_AMX="maybe")
+    assert out.returncode != 0
+    assert "InvalidConfigError" in out.stderr and "RUVECTOR_AMX" in out.stderr
+    if not available:
+        with pytest.raises(rv.InvalidConfigError, match="AMX"):
+            _native._set_amx_enabled(True)
+
+
 def test_threads():
     default = rv.get_num_threads()
     assert default == len(os.sched_getaffinity(0))

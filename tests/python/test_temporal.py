@@ -495,7 +495,9 @@ def test_threads_share_one_object(rng):
     attn = rv.TemporalAttention(decay_rate=0.05, window=50.0)
     xs = [randn(rng, 200, 16) for _ in range(6)]
     ts = [rng.uniform(0, 100, 200) for _ in range(6)]
-    expected = [attn.compute(x, t).values for x, t in zip(xs, ts, strict=True)]
+    # each thread's call against the same call made serially (with and without weights the
+    # kernels differ: the streaming one may run on AMX tiles, within float32 rounding)
+    expected = [attn.compute(x, t, need_weights=i % 2 == 0).values for i, (x, t) in enumerate(zip(xs, ts, strict=True))]
     results: dict[int, np.ndarray] = {}
 
     def work(i):

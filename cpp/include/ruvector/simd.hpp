@@ -20,7 +20,16 @@ const char* backend_name(Backend b);
 // Throws InvalidConfig when the name is unknown or this CPU/build lacks it.
 void set_simd_backend(const std::string& name);
 // Applies RUVECTOR_SIMD when set; throws InvalidConfig naming the variable when its value
-// is unknown or unsupported.
+// is unknown or unsupported. RUVECTOR_AMX=0 turns AMX off (see below).
 void init_simd_from_env();
+
+// Intel AMX (bfloat16 tiles). Where the CPU has AMX-BF16 and the OS grants the tile state, the
+// avx512 backend runs the streaming attention's two products on the tiles at float32 accuracy
+// (each float32 operand cut exactly into three bfloat16 parts). On by default when available;
+// set_amx_enabled(false) or RUVECTOR_AMX=0 keeps the AVX-512 FMA path. Asking for it where
+// it is not available throws InvalidConfig.
+bool amx_available();
+bool amx_enabled() noexcept;
+void set_amx_enabled(bool on);
 
 }  // namespace ruvector

@@ -21,6 +21,12 @@
 #include "kernels.hpp"
 #include "scratch.hpp"
 
+#if defined(RUVECTOR_AMX)
+#include <immintrin.h>
+
+#include "ruvector/simd.hpp"
+#endif
+
 namespace ruvector::simd {
 namespace RUVECTOR_ISA_NS {
 namespace {
@@ -577,6 +583,45 @@ void normalise_row(float* dst, std::size_t n, float l) noexcept {
   }
 }
 
+// Online-softmax update of query rows [q0, q0 + qb) for the key tile [k0, k0 + kb), whose
+// scores are in s (row stride lds): the scores become unnormalised probabilities in place, each
+// row's running max and sum move on, and its accumulator row (acc + r·ldacc, dv floats) is
+// rescaled when the max grew. `first`: the accumulators hold nothing yet (the next product
+// writes them).
+void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size_t qb, std::size_t k0, std::size_t kb,
+                  bool first, float* s, std::size_t lds, float* acc, std::size_t ldacc) noexcept {
+  // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
+  const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
+  for (std::size_t r = 0; r < qb; ++r) {
+    float* row = s + r * lds;
+    float& m = job.row_max[q0 + r];
+    float& l = job.row_sum[q0 + r];
+    float m_new, sum;
+    if (full_scoring) {
+      score_row(p, q0 + r, k0, row, kb);
+      m_new = std::max(m, max_kernel(row, kb));
+      if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
+        if (has_nan(row, kb)) l = std::numeric_limits<float>::quiet_NaN();
+        std::memset(row, 0, kb * sizeof(float));
+        continue;
+      }
+      sum = exp_max_shift_sum_kernel(row, kb, m_new);
+    } else {
+      m_new = std::max(m, max_kernel(row, kb));
+      sum = exp_max_shift_sum_kernel(row, kb, m_new);
+    }
+    if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
+    if (first) {
+      l = sum;
+    } else {
+      const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
+      if (alpha != 1.0f) scale_kernel(acc + r * ldacc, p.dv, alpha);
+      l = l * alpha + sum;
+    }
+    m = m_new;
+  }
+}
+
 // Online softmax over one query block and the keys [k_begin, k_end) of this pass; `out`
 // rows accumulate unnormalised sums, rescaled whenever a row's running max grows. The first
 // key tile writes `out` (no zeroing beforehand); the block's last tile divides by the sums
@@ -600,36 +645,7 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
     const bool first = k0 == 0;  // out holds nothing yet: no rescaling, the product writes it
     gemm_packed(qb, kb, p.d, p.q + q0 * p.ldq, p.ldq, job.kp + (local / NR) * p.d * NR, p.d * NR, NR, s, lds, false,
                 nullptr);
-    // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
-    const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
-    for (std::size_t r = 0; r < qb; ++r) {
-      float* row = s + r * lds;
-      float& m = job.row_max[q0 + r];
-      float& l = job.row_sum[q0 + r];
-      float m_new, sum;
-      if (full_scoring) {
-        score_row(p, q0 + r, k0, row, kb);
-        m_new = std::max(m, max_kernel(row, kb));
-        if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
-          if (has_nan(row, kb)) l = std::numeric_limits<float>::quiet_NaN();
-          std::memset(row, 0, kb * sizeof(float));
-          continue;
-        }
-        sum = exp_max_shift_sum_kernel(row, kb, m_new);
-      } else {
-        m_new = std::max(m, max_kernel(row, kb));
-        sum = exp_max_shift_sum_kernel(row, kb, m_new);
-      }
-      if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
-      if (first) {
-        l = sum;
-      } else {
-        const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
-        if (alpha != 1.0f) scale_kernel(out + r * p.ldo, p.dv, alpha);
-        l = l * alpha + sum;
-      }
-      m = m_new;
-    }
+    softmax_tile(p, job, q0, qb, k0, kb, first, s, lds, out, p.ldo);
     gemm_packed(qb, p.dv, kb, s, lds, job.vp + local * job.vp_ld, job.vp_stride, job.vp_ld, out, p.ldo, !first,
                 nullptr);
   }
@@ -778,9 +794,16 @@ void prefetch_rows(const float* x, std::size_t rows, std::size_t n, std::size_t 
 #endif
 }
 
+#if defined(RUVECTOR_AMX)
+#include "amx_impl.hpp"
+#endif
+
 // Without weights, one head: passes over key ranges small enough that their packed copy stays
 // ~kPackBudget, so memory is O((Lq + Lk)·D) at most and O(Lq) beyond the output in practice.
 bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
+#if defined(RUVECTOR_AMX)
+  if (amx::eligible(p)) return amx::stream_attention(p, par);
+#endif
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
   const bool in_place = values_in_place(p);
   const std::size_t vpanels = in_place ? 0 : (p.dv + NR - 1) / NR;
