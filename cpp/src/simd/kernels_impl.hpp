@@ -423,8 +423,18 @@ void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(v
   }
 }
 
+#if defined(RUVECTOR_AMX)
+namespace amx {  // amx_impl.hpp
+bool gemm_eligible(const GemmParams& p) noexcept;
+bool gemm(const GemmParams& p, const Parallel& par) noexcept;
+}  // namespace amx
+#endif
+
 bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   if (p.m == 0 || p.n == 0) return true;
+#if defined(RUVECTOR_AMX)
+  if (amx::gemm_eligible(p)) return amx::gemm(p, par);
+#endif
   const std::size_t panels = (p.n + NR - 1) / NR;
   const std::size_t packed_size = panels * p.k * NR;
   Scratch<float> packed(packed_size);
