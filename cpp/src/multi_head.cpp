@@ -3,6 +3,7 @@
 #include "ruvector/multi_head.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 
@@ -38,6 +39,7 @@ struct MultiHeadAttention::Weights {
   // [0..2] the q, k, v in-projections (square ones only), [3] the out-projection. Their
   // products are skipped (each would return its input).
   bool identity[4] = {false, false, false, false};
+  bool finite = true;  // no NaN/Inf in any weight or bias
 
   void find_identities(Index embed_dim, Index kdim, Index vdim) {
     const auto is_eye = [](const float* w, Index n, std::size_t ld) {
@@ -55,6 +57,9 @@ struct MultiHeadAttention::Weights {
                     is_zero(bias(i, embed_dim), embed_dim);
     identity[3] = is_eye(out_proj.data(), embed_dim, static_cast<std::size_t>(embed_dim)) &&
                   is_zero(out_bias.size() ? out_bias.data() : nullptr, embed_dim);
+    finite = true;
+    for (const RowMatrixXf* m : {&in_proj, &q_proj, &k_proj, &v_proj, &in_bias, &out_proj, &out_bias})
+      finite = finite && std::all_of(m->data(), m->data() + m->size(), [](float x) { return std::isfinite(x); });
   }
 
   // The matrix behind a torch state_dict name (null for a name torch does not have).
@@ -112,16 +117,35 @@ std::vector<std::uint8_t> dead_rows(const MultiHeadOptions& opt, Index lq, Index
   return dead;
 }
 
-// C[m, n] = A[m, k]·Wᵀ + bias, W a torch Linear weight [n, k] with row stride ldw. Wide outputs
-// (the fused q/k/v projection) go in column slices whose packed weights (~1 MB) stay in L2:
-// measured ~10% faster than one pass over a 3 MB packed matrix.
-void linear(const float* a, std::size_t lda, std::size_t m, std::size_t k, const float* w, std::size_t ldw,
-            std::size_t n, const float* bias, float* c, std::size_t ldc) {
+// C[m, n] = A[m, k]·Wᵀ + bias, W a torch Linear weight [n, k] with row stride ldw (all finite
+// when w_finite). Wide outputs (the fused q/k/v projection) go in column slices whose packed
+// weights (~1 MB) stay in L2: measured ~10% faster than one pass over a 3 MB packed matrix.
+// Returns whether every element of C is finite (the heads then need not check it again).
+bool linear(const float* a, std::size_t lda, std::size_t m, std::size_t k, const float* w, std::size_t ldw,
+            std::size_t n, const float* bias, float* c, std::size_t ldc, bool w_finite) {
   constexpr std::size_t kSliceFloats = 256 * 1024;
   const std::size_t slice = std::max<std::size_t>(64, kSliceFloats / std::max<std::size_t>(k, 1) / 64 * 64);
-  for (std::size_t col0 = 0; col0 < n; col0 += slice)
-    detail::gemm(a, lda, w + col0 * ldw, ldw, /*b_transposed=*/true, c + col0, ldc, m, std::min(slice, n - col0), k,
-                 bias ? bias + col0 : nullptr);
+  bool finite = true;
+  for (std::size_t col0 = 0; col0 < n; col0 += slice) {
+    simd::GemmParams g;
+    g.a = a;
+    g.lda = lda;
+    g.b = w + col0 * ldw;
+    g.ldb = ldw;
+    g.b_transposed = true;
+    g.c = c + col0;
+    g.ldc = ldc;
+    g.m = m;
+    g.n = std::min(slice, n - col0);
+    g.k = k;
+    g.bias = bias ? bias + col0 : nullptr;
+    g.b_finite = w_finite;
+    bool slice_finite = false;
+    g.c_finite = amx_enabled() ? &slice_finite : nullptr;  // only the AMX kernels use it
+    detail::run_gemm(g);
+    finite = finite && slice_finite;
+  }
+  return finite;
 }
 
 std::size_t sz(Index n) {
@@ -346,10 +370,11 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   RowMatrixXf qbuf, kbuf, vbuf;
   const float *qp, *kp, *vp;
   std::size_t ldq, ldk, ldv;
+  bool finite_q = skip_q, finite_k = skip_k, finite_v = skip_v;  // known to hold no NaN/Inf
   if (packed() && !skip_q && !skip_k && !skip_v && same(q, k) && same(k, v)) {
     qbuf.resize(lq, 3 * e);
-    linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0), sz(3 * e), w->bias(0, e),
-           qbuf.data(), sz(3 * e));
+    finite_q = finite_k = finite_v = linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0),
+                                            sz(3 * e), w->bias(0, e), qbuf.data(), sz(3 * e), w->finite);
     qp = qbuf.data();
     kp = qp + e;
     vp = qp + 2 * e;
@@ -357,29 +382,29 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   } else {
     // Projection i of x into buf, or x itself when skipped.
     const auto project = [&](int i, const MatrixRef& x, Index in, bool skip, RowMatrixXf& buf, const float*& dst,
-                             std::size_t& ld) {
+                             std::size_t& ld, bool& finite) {
       if (skip) {
         dst = x.data();
         ld = sz(x.outerStride());
         return;
       }
       buf.resize(x.rows(), e);
-      linear(x.data(), sz(x.outerStride()), sz(x.rows()), sz(in), w->proj(i, e), w->proj_ld(i), sz(e), w->bias(i, e),
-             buf.data(), sz(e));
+      finite = linear(x.data(), sz(x.outerStride()), sz(x.rows()), sz(in), w->proj(i, e), w->proj_ld(i), sz(e),
+                      w->bias(i, e), buf.data(), sz(e), w->finite);
       dst = buf.data();
       ld = sz(e);
     };
-    project(0, q, e, skip_q, qbuf, qp, ldq);
+    project(0, q, e, skip_q, qbuf, qp, ldq, finite_q);
     if (packed() && !skip_k && !skip_v && same(k, v)) {
       kbuf.resize(lk, 2 * e);
-      linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1), sz(2 * e), w->bias(1, e),
-             kbuf.data(), sz(2 * e));
+      finite_k = finite_v = linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1),
+                                   sz(2 * e), w->bias(1, e), kbuf.data(), sz(2 * e), w->finite);
       kp = kbuf.data();
       vp = kp + e;
       ldk = ldv = sz(2 * e);
     } else {
-      project(1, k, kdim_, skip_k, kbuf, kp, ldk);
-      project(2, v, vdim_, skip_v, vbuf, vp, ldv);
+      project(1, k, kdim_, skip_k, kbuf, kp, ldk, finite_k);
+      project(2, v, vdim_, skip_v, vbuf, vp, ldv, finite_v);
     }
   }
 
@@ -414,6 +439,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
     p.stream = call * sz(heads);  // head h drops with stream + h: heads drop independently
   }
   p.heads = sz(heads);
+  p.inputs_finite = finite_q && finite_k && finite_v;
   if (opt.need_weights) {
     p.weights = out.weights.data();
     p.ldw = sz(lk);
@@ -424,7 +450,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   if (w->identity[3] && !all_finite(out.values)) context = out.values;  // NaN/Inf: the product spreads them
   if (context.size())
     linear(context.data(), sz(e), sz(lq), sz(e), w->out_proj.data(), sz(e), sz(e),
-           w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e));
+           w->out_bias.size() ? w->out_bias.data() : nullptr, out.values.data(), sz(e), w->finite);
   for (std::size_t i = 0; i < dead.size(); ++i)
     if (dead[i]) out.values.row(static_cast<Index>(i)).setZero();
   return out;

@@ -277,31 +277,35 @@ TEST_P(Kernels, FlashAttentionMatchesNaive) {
 // call takes the FMA path, bit for bit.
 TEST(Amx, NonFiniteInputsTakeTheFmaPath) {
   if (!ruvector::backend_supported(Backend::Avx512) || !ruvector::amx_available()) GTEST_SKIP() << "no AMX here";
-  const std::size_t lq = 50, lk = 80, d = 64, dv = 32;
-  auto q = random_vector(lq * d, 1), kk = random_vector(lk * d, 2), v = random_vector(lk * dv, 3);
-  v[5 * dv + 3] = std::numeric_limits<float>::infinity();
-  kk[7 * d + 1] = -std::numeric_limits<float>::infinity();
-  std::vector<float> on(lq * dv), off(lq * dv);
-  for (bool amx : {true, false}) {
-    AmxMode mode(amx);
-    ruvector::simd::FlashParams p;
-    p.q = q.data();
-    p.ldq = d;
-    p.k = kk.data();
-    p.ldk = d;
-    p.v = v.data();
-    p.ldv = dv;
-    p.out = (amx ? on : off).data();
-    p.ldo = dv;
-    p.lq = lq;
-    p.lk = lk;
-    p.d = d;
-    p.dv = dv;
-    p.scale = 0.125f;
-    ASSERT_TRUE(table(Backend::Avx512).flash_attention(p, {}));
+  // one pass over the keys (checked while packing), and several (checked beforehand; the inf
+  // sits in the last pass)
+  for (const std::size_t lk : {std::size_t{80}, std::size_t{3000}}) {
+    const std::size_t lq = 50, d = 64, dv = 32;
+    auto q = random_vector(lq * d, 1), kk = random_vector(lk * d, 2), v = random_vector(lk * dv, 3);
+    v[(lk - 5) * dv + 3] = std::numeric_limits<float>::infinity();
+    if (lk < 100) kk[7 * d + 1] = -std::numeric_limits<float>::infinity();
+    std::vector<float> on(lq * dv), off(lq * dv);
+    for (bool amx : {true, false}) {
+      AmxMode mode(amx);
+      ruvector::simd::FlashParams p;
+      p.q = q.data();
+      p.ldq = d;
+      p.k = kk.data();
+      p.ldk = d;
+      p.v = v.data();
+      p.ldv = dv;
+      p.out = (amx ? on : off).data();
+      p.ldo = dv;
+      p.lq = lq;
+      p.lk = lk;
+      p.d = d;
+      p.dv = dv;
+      p.scale = 0.125f;
+      ASSERT_TRUE(table(Backend::Avx512).flash_attention(p, {}));
+    }
+    for (std::size_t i = 0; i < on.size(); ++i)
+      if (!(std::isnan(on[i]) && std::isnan(off[i]))) ASSERT_EQ(on[i], off[i]) << lk << " " << i;
   }
-  for (std::size_t i = 0; i < on.size(); ++i)
-    if (!(std::isnan(on[i]) && std::isnan(off[i]))) ASSERT_EQ(on[i], off[i]) << i;
 }
 
 std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {

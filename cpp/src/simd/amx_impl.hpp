@@ -60,14 +60,16 @@ class TileScope {
   TileScope& operator=(const TileScope&) = delete;
 };
 
-// The three bfloat16 parts of 16 floats (see the top of this file).
-inline void split(__m512 x, __m256i& hi, __m256i& mid, __m256i& lo) noexcept {
+// The three bfloat16 parts of 16 floats (see the top of this file); returns the lanes holding
+// NaN or ±inf (whose parts are NaN).
+inline __mmask16 split(__m512 x, __m256i& hi, __m256i& mid, __m256i& lo) noexcept {
   const __m512i h = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)));
-  const __m512 r = _mm512_sub_ps(x, _mm512_castsi512_ps(h));  // exact
+  const __m512 r = _mm512_sub_ps(x, _mm512_castsi512_ps(h));  // exact; NaN when x is not finite
   mid = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(r));
   const __m512 m = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(mid), 16));
   lo = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_sub_ps(r, m)));  // r - m exact
   hi = _mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16));
+  return _mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q);
 }
 
 // Up to 16 floats of x (n of them, the rest zeros), times `scale`.
@@ -113,10 +115,12 @@ struct PackB {
   const float* x;
   std::size_t ldx, depth, n, groups, chunks;
   std::uint16_t* planes;
+  std::atomic<bool> nonfinite{false};  // x held NaN or ±inf
 };
 
 void pack_b_rows_task(void* job, std::size_t c) noexcept {
-  const PackB& j = *static_cast<const PackB*>(job);
+  PackB& j = *static_cast<PackB*>(job);
+  __mmask16 bad = 0;
   const std::size_t plane = j.groups * j.chunks * kTile;
   for (std::size_t g = 0; g < j.groups; ++g)
     for (std::size_t i = 0; i < 16; ++i) {
@@ -125,13 +129,14 @@ void pack_b_rows_task(void* job, std::size_t c) noexcept {
       const __m512 a = k < j.depth && cols ? load_part(j.x + k * j.ldx + col, cols) : _mm512_setzero_ps();
       const __m512 b = k + 1 < j.depth && cols ? load_part(j.x + (k + 1) * j.ldx + col, cols) : _mm512_setzero_ps();
       __m256i ah, am, al, bh, bm, bl;
-      split(a, ah, am, al);
-      split(b, bh, bm, bl);
+      bad |= split(a, ah, am, al);
+      bad |= split(b, bh, bm, bl);
       std::uint16_t* dst = j.planes + (g * j.chunks + c) * kTile + i * 32;
       _mm512_store_si512(dst, pairs(ah, bh));
       _mm512_store_si512(dst + plane, pairs(am, bm));
       _mm512_store_si512(dst + 2 * plane, pairs(al, bl));
     }
+  if (bad) j.nonfinite.store(true, std::memory_order_relaxed);
 }
 
 // Transposes 16 × 16 32-bit elements: c[i] lane n = r[n] lane i.
@@ -166,10 +171,12 @@ struct PackBt {
   std::size_t ldx, depth, n, groups, chunks;
   float scale;
   std::uint16_t* planes;
+  std::atomic<bool> nonfinite{false};  // scale·x held NaN or ±inf
 };
 
 void pack_b_transposed_task(void* job, std::size_t g) noexcept {
-  const PackBt& j = *static_cast<const PackBt*>(job);
+  PackBt& j = *static_cast<PackBt*>(job);
+  __mmask16 bad = 0;
   const std::size_t plane = j.groups * j.chunks * kTile;
   for (std::size_t c = 0; c < j.chunks; ++c) {
     __m512i rows[3][16], cols[16];  // [plane][row of x]: its 16 pairs of this chunk
@@ -182,8 +189,8 @@ void pack_b_transposed_task(void* job, std::size_t g) noexcept {
         second = load_part(row + 16, part(j.depth, col + 16), j.scale);
       }
       __m256i h0, m0, l0, h1, m1, l1;  // consecutive bfloat16: pairs (2i, 2i + 1) as 32 bits
-      split(first, h0, m0, l0);
-      split(second, h1, m1, l1);
+      bad |= split(first, h0, m0, l0);
+      bad |= split(second, h1, m1, l1);
       rows[0][n] = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
       rows[1][n] = _mm512_inserti64x4(_mm512_castsi256_si512(m0), m1, 1);
       rows[2][n] = _mm512_inserti64x4(_mm512_castsi256_si512(l0), l1, 1);
@@ -194,6 +201,7 @@ void pack_b_transposed_task(void* job, std::size_t g) noexcept {
       for (std::size_t i = 0; i < 16; ++i) _mm512_store_si512(tile + pl * plane + i * 32, cols[i]);
     }
   }
+  if (bad) j.nonfinite.store(true, std::memory_order_relaxed);
 }
 
 // acc[mp × np] (row stride ldacc) = (or += when `accumulate`) A · B over `chunks` depth chunks:
@@ -323,6 +331,7 @@ struct GemmJob {
   const std::uint16_t* b;  // B planes: np/16 column groups × kp/32 depth chunks
   std::size_t np, kp;
   std::atomic<bool> failed{false};
+  std::atomic<bool> nonfinite{false};  // some element of C is NaN or ±inf
 };
 
 void gemm_task(void* job_ptr, std::size_t block) noexcept {
@@ -342,17 +351,20 @@ void gemm_task(void* job_ptr, std::size_t block) noexcept {
     TileScope tiles;
     product(a, mp, job.kp / 32, job.b, job.np / 16, job.kp / 32, 0, 0, job.np, acc, job.np, false);
   }
+  bool finite = true;
   for (std::size_t r = 0; r < rows; ++r) {
     float* c = p.c + (r0 + r) * p.ldc;
     const float* src = acc + r * job.np;
     if (p.bias == nullptr) {
       std::memcpy(c, src, p.n * sizeof(float));
-      continue;
+    } else {
+      std::size_t j = 0;
+      for (; j + W <= p.n; j += W) Vec::store(c + j, Vec::add(Vec::load(src + j), Vec::load(p.bias + j)));
+      for (; j < p.n; ++j) c[j] = src[j] + p.bias[j];
     }
-    std::size_t j = 0;
-    for (; j + W <= p.n; j += W) Vec::store(c + j, Vec::add(Vec::load(src + j), Vec::load(p.bias + j)));
-    for (; j < p.n; ++j) c[j] = src[j] + p.bias[j];
+    if (p.c_finite && finite) finite = all_finite_kernel(c, p.n);  // the row is in L1
   }
+  if (!finite) job.nonfinite.store(true, std::memory_order_relaxed);
 }
 
 // Rows [0, rows) of x (stride ld, n floats each) hold no NaN or ±inf.
@@ -363,27 +375,33 @@ bool finite_rows(const float* x, std::size_t rows, std::size_t n, std::size_t ld
   return true;
 }
 
-// Whether this call takes the tiles: streaming (no weights), finite inputs, widths whose
-// scratch stays small.
+// Whether this call may take the tiles: streaming (no weights), widths whose scratch stays
+// small, finite queries (keys and values are checked as they are packed).
 bool eligible(const FlashParams& p) noexcept {
   if (!ruvector::amx_enabled() || p.weights || p.d > 512 || p.dv > 512 || p.lk == 0) return false;
-  return finite_rows(p.q, p.lq, p.d, p.ldq) && finite_rows(p.k, p.lk, p.d, p.ldk) &&
-         finite_rows(p.v, p.lk, p.dv, p.ldv);
+  return p.inputs_finite || finite_rows(p.q, p.lq, p.d, p.ldq);
 }
 
+enum class Outcome { done, failed, fma };  // fma: NaN/Inf found before any output, use the FMA path
+
 // Without weights, one head, on the tiles: passes over key ranges whose planes stay ~kBudget.
-bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
+// Keys and values are checked for NaN/Inf while the first pass packs them (the FMA path takes
+// over if any, nothing written yet); with several passes they are checked beforehand.
+Outcome stream_attention(const FlashParams& p, const Parallel& par) noexcept {
   constexpr std::size_t kBudget = 1024 * 1024;  // bytes of K and V planes at a time
   const std::size_t dp = padded(p.d), dvp = padded(p.dv);
   const std::size_t blocks = (p.lq + kRows - 1) / kRows;
   const std::size_t per_key = 3 * 2 * (dp + dvp);  // bytes of planes per key
   const std::size_t span = std::max<std::size_t>(kKeyBlock, kBudget / per_key / kKeyBlock * kKeyBlock);
   const std::size_t visible = key_end(p, p.lq);
+  if (visible > span && !p.inputs_finite &&
+      !(finite_rows(p.k, visible, p.d, p.ldk) && finite_rows(p.v, visible, p.dv, p.ldv)))
+    return Outcome::fma;
   const std::size_t first_len = padded(std::min(span, visible));
   const std::size_t k_units = 3 * first_len * dp, v_units = 3 * first_len * dvp;
   const std::size_t floats = (k_units + v_units) / 2 + 2 * p.lq;
   Scratch<float> packed(floats);
-  if (!packed.ok(floats)) return false;
+  if (!packed.ok(floats)) return Outcome::failed;
   auto* kplanes = reinterpret_cast<std::uint16_t*>(packed.ptr);
   std::uint16_t* vplanes = kplanes + k_units;
   float* row_max = packed.ptr + (k_units + v_units) / 2;
@@ -402,6 +420,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     run_blocks(sj.k_groups >= 8 ? par : Parallel{}, sj.k_groups, &kjob, &pack_b_transposed_task);
     PackB vjob{p.v + k_begin * p.ldv, p.ldv, len, p.dv, sj.v_groups, sj.key_chunks, vplanes};
     run_blocks(sj.key_chunks >= 8 ? par : Parallel{}, sj.key_chunks, &vjob, &pack_b_rows_task);
+    if (kjob.nonfinite.load() || vjob.nonfinite.load()) return Outcome::fma;  // first pass only
     job.k_begin = k_begin;
     job.k_end = k_end;
     const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kRows) : 0;
@@ -414,9 +433,9 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
       stream_task(off->sj, off->first + b);
     };
     run_blocks(par, blocks - first_block, &offset, shifted);
-    if (job.failed.load()) return false;
+    if (job.failed.load()) return Outcome::failed;
   }
-  return true;
+  return Outcome::done;
 }
 
 }  // namespace amx
@@ -430,7 +449,7 @@ bool gemm_eligible(const GemmParams& p) noexcept {
   if (static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k) < 1 << 21) return false;
   if (6.0 * static_cast<double>(padded(p.n)) * static_cast<double>(padded(p.k)) > 16.0 * (1 << 20)) return false;
   return finite_rows(p.a, p.m, p.k, p.lda) &&
-         (p.b_transposed ? finite_rows(p.b, p.n, p.k, p.ldb) : finite_rows(p.b, p.k, p.n, p.ldb));
+         (p.b_finite || (p.b_transposed ? finite_rows(p.b, p.n, p.k, p.ldb) : finite_rows(p.b, p.k, p.n, p.ldb)));
 }
 
 bool gemm(const GemmParams& p, const Parallel& par) noexcept {
@@ -448,6 +467,7 @@ bool gemm(const GemmParams& p, const Parallel& par) noexcept {
   }
   GemmJob job{&p, b, np, kp};
   run_blocks(par, (p.m + kRows - 1) / kRows, &job, &gemm_task);
+  if (p.c_finite) *p.c_finite = !job.nonfinite.load();
   return !job.failed.load();
 }
 

@@ -56,6 +56,8 @@ struct FlashParams {
   // average_heads, their mean [lq, lk], accumulated per query block while it is in cache.
   std::size_t heads = 1;
   bool average_heads = false;
+  // The caller knows q, k and v hold no NaN/Inf (the AMX path then skips its own check).
+  bool inputs_finite = false;
 };
 
 struct GemmParams {
@@ -71,6 +73,10 @@ struct GemmParams {
   const float* bias = nullptr;
   std::size_t m = 0, n = 0, k = 0;
   bool accumulate = false;
+  // The caller knows B holds no NaN/Inf (the AMX path then skips its own check of B).
+  bool b_finite = false;
+  // When set, the kernel stores whether every element of C it wrote is finite.
+  bool* c_finite = nullptr;
 };
 
 struct KernelTable {

@@ -431,6 +431,7 @@ bool gemm(const GemmParams& p, const Parallel& par) noexcept;
 #endif
 
 bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
+  if (p.c_finite) *p.c_finite = true;
   if (p.m == 0 || p.n == 0) return true;
 #if defined(RUVECTOR_AMX)
   if (amx::gemm_eligible(p)) return amx::gemm(p, par);
@@ -457,6 +458,10 @@ bool gemm_kernel(const GemmParams& p, const Parallel& par) noexcept {
   const std::size_t groups = (panels + job.panel_group - 1) / job.panel_group;
   const std::size_t tasks = job.row_blocks * groups;
   run_blocks(par, tasks, &job, &gemm_task);
+  if (p.c_finite) {
+    *p.c_finite = true;
+    for (std::size_t r = 0; r < p.m && *p.c_finite; ++r) *p.c_finite = all_finite_kernel(p.c + r * p.ldc, p.n);
+  }
   return true;
 }
 
@@ -812,7 +817,10 @@ void prefetch_rows(const float* x, std::size_t rows, std::size_t n, std::size_t 
 // ~kPackBudget, so memory is O((Lq + Lk)·D) at most and O(Lq) beyond the output in practice.
 bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
 #if defined(RUVECTOR_AMX)
-  if (amx::eligible(p)) return amx::stream_attention(p, par);
+  if (amx::eligible(p)) {
+    const amx::Outcome outcome = amx::stream_attention(p, par);
+    if (outcome != amx::Outcome::fma) return outcome == amx::Outcome::done;
+  }
 #endif
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
   const bool in_place = values_in_place(p);
