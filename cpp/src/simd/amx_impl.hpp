@@ -266,6 +266,52 @@ void product(const std::uint16_t* a, std::size_t mp, std::size_t chunks, const s
     }
 }
 
+// Probabilities straight into A planes (softmax_tile's sink): each row's exponentials are cut
+// into their three parts as they are made, with no float32 copy in between.
+struct ProbsToPlanes {
+  std::uint16_t* planes;  // mp rows × chunks of 32 keys
+  std::size_t mp, chunks;
+
+  void store(std::size_t r, std::size_t col, __m512 x) const noexcept {
+    const std::size_t plane = mp / 16 * chunks * kTile;
+    __m256i h, m, l;
+    split(x, h, m, l);
+    std::uint16_t* dst = planes + ((r / 16) * chunks + col / 32) * kTile + (r % 16) * 32 + col % 32;
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst), h);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + plane), m);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 2 * plane), l);
+  }
+  float exp(std::size_t r, float* row, std::size_t n, float max) const noexcept {
+    const reg vmax(max);
+    reg sum0(0.0f), sum1(0.0f);
+    std::size_t col = 0;
+    for (; col + 32 <= n; col += 32) {  // whole chunks: two independent exponentials at a time
+      const reg e0 = Vec::exp_nonpositive(Vec::sub(Vec::load(row + col), vmax));
+      const reg e1 = Vec::exp_nonpositive(Vec::sub(Vec::load(row + col + 16), vmax));
+      sum0 = Vec::add(sum0, e0);
+      sum1 = Vec::add(sum1, e1);
+      store(r, col, e0);
+      store(r, col + 16, e1);
+    }
+    for (; col < chunks * 32; col += 16) {  // the last keys, then zeros up to the chunk's end
+      const std::size_t count = part(n, col);
+      __m512 e = _mm512_setzero_ps();
+      if (count) {
+        const __mmask16 mask = count == 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << count) - 1);
+        const reg x(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + col), vmax));
+        e = _mm512_maskz_mov_ps(mask, static_cast<__m512>(Vec::exp_nonpositive(x)));
+        sum0 = Vec::add(sum0, reg(e));
+      }
+      store(r, col, e);
+    }
+    return Vec::hsum(Vec::add(sum0, sum1));
+  }
+  void dead(std::size_t r, float* /*row*/, std::size_t /*n*/) const noexcept { zero_row(r); }
+  void zero_row(std::size_t r) const noexcept {
+    for (std::size_t col = 0; col < chunks * 32; col += 16) store(r, col, _mm512_setzero_ps());
+  }
+};
+
 struct StreamJob {
   FlashJob* job;           // the streaming state (row max and sum) and the pass's key range
   const std::uint16_t* k;  // B planes of scale·Kᵀ for the pass: key groups × depth chunks
@@ -308,8 +354,14 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
     const std::size_t kb = std::min(kKeyBlock, kend - k0), kbp = padded(kb), local = k0 - job.k_begin;
     const bool first = k0 == 0;
     product(qa, mp, sj.d_chunks, sj.k, sj.k_groups, sj.d_chunks, local / 16, 0, kbp, s, lds, false);
-    softmax_tile(p, job, q0, qb, k0, kb, first, s, lds, acc, sj.dvp);
-    pack_a(s, lds, qb, kb, mp, kbp / 32, pa);
+    if (p.dropout > 0.0f) {  // dropout works on the float32 probabilities
+      softmax_tile(p, job, q0, qb, k0, kb, first, s, lds, acc, sj.dvp);
+      pack_a(s, lds, qb, kb, mp, kbp / 32, pa);
+    } else {
+      const ProbsToPlanes probs{pa, mp, kbp / 32};
+      softmax_tile(p, job, q0, qb, k0, kb, first, s, lds, acc, sj.dvp, probs);
+      for (std::size_t r = qb; r < mp; ++r) probs.zero_row(r);
+    }
     product(pa, mp, kbp / 32, sj.v, sj.v_groups, sj.key_chunks, 0, local / 32, sj.dvp, acc, sj.dvp, !first);
   }
   if (kend == key_end(p, q1)) {  // this block has seen all its keys

@@ -603,8 +603,19 @@ void normalise_row(float* dst, std::size_t n, float l) noexcept {
 // row's running max and sum move on, and its accumulator row (acc + r·ldacc, dv floats) is
 // rescaled when the max grew. `first`: the accumulators hold nothing yet (the next product
 // writes them).
+// Where a row's probabilities go: by default back into the row (for the FMA products, and for
+// dropout, which needs them there).
+struct ProbsInPlace {
+  float exp(std::size_t /*r*/, float* row, std::size_t n, float max) const noexcept {
+    return exp_max_shift_sum_kernel(row, n, max);
+  }
+  void dead(std::size_t /*r*/, float* row, std::size_t n) const noexcept { std::memset(row, 0, n * sizeof(float)); }
+};
+
+template <class Probs = ProbsInPlace>
 void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size_t qb, std::size_t k0, std::size_t kb,
-                  bool first, float* s, std::size_t lds, float* acc, std::size_t ldacc) noexcept {
+                  bool first, float* s, std::size_t lds, float* acc, std::size_t ldacc,
+                  const Probs& probs = {}) noexcept {
   // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
   const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
   for (std::size_t r = 0; r < qb; ++r) {
@@ -617,13 +628,13 @@ void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size
       m_new = std::max(m, max_kernel(row, kb));
       if (m_new == kNegInf) {  // nothing allowed yet: contributes nothing
         if (has_nan(row, kb)) l = std::numeric_limits<float>::quiet_NaN();
-        std::memset(row, 0, kb * sizeof(float));
+        probs.dead(r, row, kb);
         continue;
       }
-      sum = exp_max_shift_sum_kernel(row, kb, m_new);
+      sum = probs.exp(r, row, kb, m_new);
     } else {
       m_new = std::max(m, max_kernel(row, kb));
-      sum = exp_max_shift_sum_kernel(row, kb, m_new);
+      sum = probs.exp(r, row, kb, m_new);
     }
     if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
     if (first) {
