@@ -39,6 +39,23 @@ bool is_plain_float32(py::handle obj) {
 
 }  // namespace
 
+template <class T>
+py::array_t<T> contiguous_as(const py::array& a, const char* name, const char* dtype_name, const char* shape_hint) {
+  auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+  if (arr) return arr;
+  double bytes = static_cast<double>(sizeof(T));
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) bytes *= static_cast<double>(a.shape(i));
+  std::ostringstream s;
+  s << name << " of shape " << shape_of(a) << " and dtype " << std::string(py::str(a.dtype()))
+    << " could not be converted to a contiguous " << dtype_name << " array " << shape_hint << ": that copy needs "
+    << bytes / (1024.0 * 1024.0) << " MB; pass a smaller input (broadcast and zero-stride views are copied in full)";
+  throw InvalidInput(s.str());
+}
+template py::array_t<float> contiguous_as<float>(const py::array&, const char*, const char*, const char*);
+template py::array_t<bool> contiguous_as<bool>(const py::array&, const char*, const char*, const char*);
+template py::array_t<double> contiguous_as<double>(const py::array&, const char*, const char*, const char*);
+template py::array_t<std::int64_t> contiguous_as<std::int64_t>(const py::array&, const char*, const char*, const char*);
+
 std::string type_name(py::handle obj) {
   return py::str(py::type::handle_of(obj).attr("__name__"));
 }
@@ -65,8 +82,7 @@ FloatArray to_float_array(py::handle obj, const char* name, int ndim, const char
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
       throw InvalidInput(std::string(name) + " must hold real numbers " + shape_hint + ", got dtype " +
                          std::string(py::str(a.dtype())) + (kind == 'O' ? " (ragged or mixed nested sequences?)" : ""));
-    arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
-    if (!arr) throw InvalidInput(std::string(name) + " could not be converted to float32 " + shape_hint);
+    arr = contiguous_as<float>(a, name, "float32", shape_hint);
   }
   const int nd = static_cast<int>(arr.ndim());
   const bool rank_ok = ndim < 0 ? (nd == 2 || nd == 3) : nd == ndim;
@@ -107,9 +123,7 @@ py::array_t<double> to_double_vector(py::handle obj, const char* name, const cha
     throw DimensionMismatch(std::string(name) + " must be 1-D " + shape_hint + ", got a " + std::to_string(a.ndim()) +
                                 "-D array of shape " + shape_of(a),
                             1, a.ndim());
-  auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
-  if (!arr) throw InvalidInput(std::string(name) + " could not be converted to float64 " + shape_hint);
-  return arr;
+  return contiguous_as<double>(a, name, "float64", shape_hint);
 }
 
 py::array_t<float> to_numpy(RowMatrixXf&& m, const std::vector<Index>& shape) {
@@ -181,11 +195,11 @@ MaskArray to_mask(py::handle obj, const char* name) {
                             2, a.ndim());
   const char kind = a.dtype().kind();
   if (kind == 'b') {
-    out.array = numpy().attr("ascontiguousarray")(a);
+    out.array = contiguous_as<bool>(a, name, "bool", "[Lq, Lk]");
     out.mask.kind = AttentionMask::Kind::Boolean;
     out.mask.boolean = static_cast<const std::uint8_t*>(out.array.data());
   } else if (kind == 'f') {
-    out.array = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+    out.array = contiguous_as<float>(a, name, "float32", "[Lq, Lk]");
     out.mask.kind = AttentionMask::Kind::Additive;
     out.mask.additive = static_cast<const float*>(out.array.data());
   } else {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ruvector/config.hpp"
+#include "ruvector/errors.hpp"
 #include "ruvector/types.hpp"
 
 namespace ruvector::bindings {
@@ -68,6 +69,35 @@ py::module_& numpy();
 std::string shape_of(const py::array& a);
 // None, str, bytes, dict or a complex scalar: never an array argument.
 bool is_non_array(py::handle obj);
+// `a` as a C-contiguous array of T (a view when it already is one). When NumPy cannot make the
+// copy (out of memory: e.g. a broadcast or zero-stride view of a huge shape) the error names
+// the argument, its shape and the bytes the copy needs, instead of pybind11's bare failure.
+template <class T>
+py::array_t<T> contiguous_as(const py::array& a, const char* name, const char* dtype_name, const char* shape_hint);
+
+// A pickle's __setstate__: `make(state)` with the tuple checked for `size` entries, and a state
+// of the wrong shape or types (a corrupt or foreign pickle) reported as InvalidInput naming the
+// class; errors the class's own constructor raises pass through.
+template <class Make>
+auto from_pickle_state(const char* cls, const py::tuple& state, std::size_t size, Make make) {
+  const auto corrupt = [&](const std::string& why) {
+    return InvalidInput(std::string("corrupt ") + cls + " pickle state (" + why +
+                        "): pickle the object with this version of ruvector and load it again");
+  };
+  if (state.size() != size) throw corrupt(std::to_string(state.size()) + " entries, expected " + std::to_string(size));
+  try {
+    return make(state);
+  } catch (py::cast_error& e) {
+    throw corrupt(e.what());
+  } catch (py::reference_cast_error& e) {  // None where an object is needed (not a cast_error)
+    throw corrupt(e.what()[0] ? e.what() : "None where a value is needed");
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_KeyError) && !e.matches(PyExc_IndexError) && !e.matches(PyExc_TypeError) &&
+        !e.matches(PyExc_ValueError))
+      throw;
+    throw corrupt(e.what());
+  }
+}
 
 void register_errors(py::module_& m);
 void register_core(py::module_& m);

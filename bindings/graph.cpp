@@ -58,7 +58,7 @@ py::array_t<std::int64_t> to_index_array(py::handle obj, const char* name, const
                        (kind == 'f'   ? "; convert with .astype(np.int64)"
                         : kind == 'O' ? " (ragged or mixed pairs?)"
                                       : ""));
-  return py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+  return contiguous_as<std::int64_t>(a, name, "int64", shape_hint);
 }
 
 // [E, F] float edge features (a 1-D [E] array counts as [E, 1], as PyG's edge_attr).
@@ -381,9 +381,9 @@ void register_graph(py::module_& m) {
           [](const GraphStructure& g) {
             return py::make_tuple(to_numpy(g.edges()), g.num_nodes(), edge_features_of(g));
           },
-          [](py::tuple t) {
-            if (t.size() != 3) throw InvalidInput("invalid GraphStructure pickle state");
-            return make_graph(t[0], t[1], t[2], false, "edges");
+          [](const py::tuple& state) {
+            return from_pickle_state("GraphStructure", state, 3,
+                                     [](const py::tuple& t) { return make_graph(t[0], t[1], t[2], false, "edges"); });
           }));
 
   py::class_<GraphAttention>(m, "GraphAttention",
@@ -439,14 +439,15 @@ void register_graph(py::module_& m) {
             py::object weights = in ? py::object(weights_to_python(a.get_weights())) : py::none();
             return py::make_tuple(py::cast(a.config()), options_dict(a), weights);
           },
-          [](py::tuple t) {
-            if (t.size() != 3) throw InvalidInput("invalid GraphAttention pickle state");
-            py::dict o = t[1];
-            GraphAttention a =
-                make_layer(t[0], o["in_features"], o["concat"].cast<bool>(), o["negative_slope"].cast<double>(),
-                           o["add_self_loops"].cast<bool>(), o["edge_dim"], o["variant"].cast<std::string>());
-            if (!t[2].is_none()) a.set_weights(weights_from_python(a, t[2]));
-            return a;
+          [](const py::tuple& state) {
+            return from_pickle_state("GraphAttention", state, 3, [](const py::tuple& t) {
+              py::dict o = t[1].cast<py::dict>();
+              GraphAttention a =
+                  make_layer(t[0], o["in_features"], o["concat"].cast<bool>(), o["negative_slope"].cast<double>(),
+                             o["add_self_loops"].cast<bool>(), o["edge_dim"], o["variant"].cast<std::string>());
+              if (!t[2].is_none()) a.set_weights(weights_from_python(a, t[2]));
+              return a;
+            });
           }));
 }
 

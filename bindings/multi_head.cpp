@@ -135,12 +135,13 @@ void register_multi_head(py::module_& m) {
           [](const MultiHeadAttention& a) {
             return py::make_tuple(py::cast(a.config()), a.embed_dim(), a.kdim(), a.vdim(), get_weights(a));
           },
-          [](py::tuple t) {
-            if (t.size() != 5) throw InvalidInput("corrupt MultiHeadAttention pickle state");
-            MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
-                                 t[3].cast<Index>());
-            a.set_weights(to_state_dict(a, t[4]));
-            return a;
+          [](const py::tuple& state) {
+            return from_pickle_state("MultiHeadAttention", state, 5, [](const py::tuple& t) {
+              MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
+                                   t[3].cast<Index>());
+              a.set_weights(to_state_dict(a, t[4]));
+              return a;
+            });
           }));
 }
 

@@ -85,13 +85,15 @@ void register_temporal(py::module_& m) {
             const TemporalOptions& o = a.options();
             return py::make_tuple(py::cast(a.config()), o.causal, o.decay_rate, o.half_life, o.window);
           },
-          [](py::tuple t) {
-            TemporalOptions o;
-            o.causal = t[1].cast<bool>();
-            o.decay_rate = t[2].cast<double>();
-            o.half_life = t[3].cast<std::optional<double>>();
-            o.window = t[4].cast<std::optional<double>>();
-            return TemporalAttention(t[0].cast<AttentionConfig>(), o);
+          [](const py::tuple& state) {
+            return from_pickle_state("TemporalAttention", state, 5, [](const py::tuple& t) {
+              TemporalOptions o;
+              o.causal = t[1].cast<bool>();
+              o.decay_rate = t[2].cast<double>();
+              o.half_life = t[3].cast<std::optional<double>>();
+              o.window = t[4].cast<std::optional<double>>();
+              return TemporalAttention(t[0].cast<AttentionConfig>(), o);
+            });
           }));
 }
 

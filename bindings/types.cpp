@@ -4,12 +4,26 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "common.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
 namespace {
+
+// An AttentionOutput made from Python (or a pickle): values an array, weights an array or None,
+// metadata a dict or None.
+PyAttentionOutput make_output(py::object values, py::object weights, py::object metadata) {
+  if (!py::isinstance<py::array>(values))
+    throw InvalidInput("AttentionOutput values must be a numpy array, got " + type_name(values));
+  if (!weights.is_none() && !py::isinstance<py::array>(weights))
+    throw InvalidInput("AttentionOutput weights must be a numpy array or None, got " + type_name(weights));
+  if (!metadata.is_none() && !py::isinstance<py::dict>(metadata))
+    throw InvalidInput("AttentionOutput metadata must be a dict or None, got " + type_name(metadata));
+  return PyAttentionOutput{std::move(values), std::move(weights),
+                           metadata.is_none() ? py::dict() : py::reinterpret_borrow<py::dict>(metadata)};
+}
 
 const char* const kConfigKeys[] = {"num_heads", "head_dim", "dropout", "use_bias", "scale", "seed"};
 
@@ -129,12 +143,7 @@ void register_types(py::module_& m) {
 
   py::class_<PyAttentionOutput>(m, "AttentionOutput",
                                 "Result of a compute call: values, weights (or None) and metadata.")
-      .def(py::init([](py::object values, py::object weights, py::object metadata) {
-             auto out = PyAttentionOutput{std::move(values), std::move(weights),
-                                          metadata.is_none() ? py::dict() : py::dict(metadata)};
-             return out;
-           }),
-           py::arg("values"), py::arg("weights") = py::none(), py::arg("metadata") = py::none())
+      .def(py::init(&make_output), py::arg("values"), py::arg("weights") = py::none(), py::arg("metadata") = py::none())
       .def_readonly("values", &PyAttentionOutput::values)
       .def_readonly("weights", &PyAttentionOutput::weights)
       .def_readonly("metadata", &PyAttentionOutput::metadata)
@@ -146,7 +155,10 @@ void register_types(py::module_& m) {
                     ", weights=" + describe_array(o.weights) + ")";
            })
       .def(py::pickle([](const PyAttentionOutput& o) { return py::make_tuple(o.values, o.weights, o.metadata); },
-                      [](py::tuple t) { return PyAttentionOutput{t[0], t[1], py::dict(t[2])}; }));
+                      [](const py::tuple& state) {
+                        return from_pickle_state("AttentionOutput", state, 3,
+                                                 [](const py::tuple& t) { return make_output(t[0], t[1], t[2]); });
+                      }));
 }
 
 }  // namespace ruvector::bindings

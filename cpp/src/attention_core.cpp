@@ -9,7 +9,10 @@
 #include "ruvector/thread_pool.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 #include <string>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -158,10 +161,12 @@ std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* w
   // granted and then OOM-kill the process while being written.
   if (!too_big && bytes > 256.0 * 1024 * 1024) too_big = bytes > static_cast<double>(available_memory());
 #endif
-  if (too_big)
-    throw InvalidInput(std::string(what) + " of shape " + shape_str(rows, cols) + " needs " +
-                       std::to_string(static_cast<long long>(bytes / 1e6)) +
+  if (too_big) {
+    std::ostringstream mb;  // a double: shapes near 2^63 elements overflow any integer count
+    mb << std::setprecision(bytes < 1e15 ? 15 : 3) << (rows < 0 || cols < 0 ? 0.0 : std::floor(bytes / 1e6));
+    throw InvalidInput(std::string(what) + " of shape " + shape_str(rows, cols) + " needs " + mb.str() +
                        " MB, more than this process can allocate now; " + hint);
+  }
   return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
 }
 

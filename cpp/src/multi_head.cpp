@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "attention_core.hpp"
 #include "ruvector/errors.hpp"
@@ -178,6 +180,13 @@ MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Ind
   if (kdim_ < 1) throw InvalidConfig("kdim must be >= 1 (or None for embed_dim), got " + std::to_string(kdim_));
   if (vdim_ < 1) throw InvalidConfig("vdim must be >= 1 (or None for embed_dim), got " + std::to_string(vdim_));
   const char* hint = "choose a smaller embed_dim, kdim or vdim";
+  // Widths beyond 2^31 could never be allocated (a weight matrix is width² floats) and would
+  // overflow the size arithmetic below.
+  constexpr Index kMaxWidth = std::numeric_limits<std::int32_t>::max();
+  for (const auto& [name, width] : {std::pair{"embed_dim", embed_dim_}, {"kdim", kdim_}, {"vdim", vdim_}})
+    if (width > kMaxWidth)
+      throw InvalidConfig(std::string(name) + " " + std::to_string(width) + " is too large (at most 2^31 - 1); " +
+                          hint);
   detail::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
 
   auto w = std::make_shared<Weights>();

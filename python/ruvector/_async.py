@@ -122,6 +122,25 @@ def _item_error(index: int, error: Exception) -> Exception:
         return error
 
 
+def _argument_error(error: TypeError, method: str, kwargs: Mapping[str, Any]) -> TypeError:
+    """pybind11's "incompatible function arguments" error, retold for the public method: the
+    accepted keywords and the ones given, without the private function's name or a dump of
+    every input array."""
+    text = str(error)
+    if "incompatible function arguments" not in text:
+        return error
+    accepted = ""
+    for line in text.splitlines():
+        if line.strip().startswith("1. ("):  # "1. (self: object, query: object, ..., *, mask: object = None, ...)"
+            params = line.split("(", 1)[1].rsplit(")", 1)[0]
+            accepted = ", ".join(p.strip() for p in params.split(",")[1:])  # without self
+            break
+    given = ", ".join(f"{k}={type(v).__name__}" for k, v in kwargs.items()) or "none"
+    return TypeError(
+        f"{method}: unexpected argument or argument type (keywords given: {given}); it accepts ({accepted})"
+    )
+
+
 def _length(name: str, column: Any) -> int:
     """Number of items in one batch column: a stacked array or a sequence of arrays."""
     if isinstance(column, np.ndarray):
@@ -139,18 +158,31 @@ def _length(name: str, column: Any) -> int:
 
 
 def _is_per_item(value: Any, item_ndim: int | None) -> bool:
-    """A keyword array given once per item rather than shared by all items: a list/tuple of
-    arrays (``None`` entries allowed, e.g. no mask for some items), or an array with a leading
-    batch axis, i.e. ``item_ndim + 1`` dimensions (``item_ndim`` defaults to 2). When the
-    mechanism declares ``item_ndim`` the listed arrays must have that rank too."""
+    """A keyword array given once per item rather than shared by all items: an array with a
+    leading batch axis, i.e. ``item_ndim + 1`` dimensions (``item_ndim`` defaults to 2), or a
+    list/tuple whose entries are each ``None`` (nothing for that item, e.g. no mask) or one
+    item's array: an ndarray (of rank ``item_ndim`` when the mechanism declares it) or nested
+    lists of that rank. A list of ``None`` only is per item too: no shared value looks like that."""
+    ndim = 2 if item_ndim is None else item_ndim
     if isinstance(value, np.ndarray):
-        return value.ndim == (2 if item_ndim is None else item_ndim) + 1
+        return value.ndim == ndim + 1
     if not isinstance(value, (list, tuple)) or not value:
         return False
-    arrays = [v for v in value if v is not None]
-    return bool(arrays) and all(
-        isinstance(v, np.ndarray) and (item_ndim is None or v.ndim == item_ndim) for v in arrays
-    )
+    for entry in value:
+        if entry is None:
+            continue
+        if isinstance(entry, np.ndarray):
+            if item_ndim is not None and entry.ndim != item_ndim:
+                return False
+            continue
+        if not isinstance(entry, (list, tuple)):
+            return False
+        try:
+            if np.asarray(entry).ndim != ndim:
+                return False
+        except ValueError:  # ragged: not one item's array
+            return False
+    return True
 
 
 class _Progress:
@@ -265,7 +297,9 @@ class AsyncBatchMixin:
             # shapes), the jobs made natively; an error is item 0's.
             try:
                 return list(stacked(*(col for _, col, _ in columns), **shared))
-            except (RuVectorError, TypeError) as e:
+            except TypeError as e:  # a bad or unknown keyword, shared by every item
+                raise _argument_error(e, "compute_batch", kwargs) from None
+            except RuVectorError as e:
                 raise _item_error(0, e) from e
         # One tight loop per case (lengths are checked above): every µs of Python per item is
         # paid on the calling thread before the pool starts.
@@ -283,7 +317,9 @@ class AsyncBatchMixin:
             else:
                 for args in zip(*arg_columns, strict=False):
                     append(prepare(*args))
-        except (RuVectorError, TypeError) as e:
+        except TypeError as e:
+            raise _item_error(len(jobs), _argument_error(e, "compute_batch", kwargs)) from None
+        except RuVectorError as e:
             raise _item_error(len(jobs), e) from e
         return jobs
 
@@ -315,7 +351,10 @@ class AsyncBatchMixin:
         """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released.
         Errors (the same types as ``compute`` raises) surface when awaited."""
         loop = asyncio.get_running_loop()
-        job = self._prepare(*args, **kwargs)
+        try:
+            job = self._prepare(*args, **kwargs)
+        except TypeError as e:
+            raise _argument_error(e, "compute_async", kwargs) from None
         channel = _channel_of(loop)
         if channel is None:
             fut, ticket = _submit(loop, [job], 0)

@@ -402,6 +402,14 @@ def test_batch_matches_numpy_reference_with_per_item_masks(backend, rng):
         np.testing.assert_allclose(out.values, dot_product_attention(q3[i], k3[i], v3[i], mask=m3[1])[0], 2e-5, 2e-5)
     with pytest.raises(rv.InvalidInputError, match="mask has 3 entries for 4 items"):
         attn.compute_batch(q3, k3, v3, mask=list(m3[:3]))
+    # per item also when every entry is None (no mask anywhere), or given as nested lists
+    for i, out in enumerate(attn.compute_batch(q3, k3, v3, mask=[None] * 4)):
+        np.testing.assert_allclose(out.values, dot_product_attention(q3[i], k3[i], v3[i])[0], 2e-5, 2e-5)
+    with pytest.raises(rv.InvalidInputError, match="mask has 2 entries for 4 items"):
+        attn.compute_batch(q3, k3, v3, mask=[None, None])
+    nested = [m.tolist() for m in m3]
+    for i, out in enumerate(attn.compute_batch(list(q3), list(k3), list(v3), mask=nested)):
+        np.testing.assert_allclose(out.values, dot_product_attention(q3[i], k3[i], v3[i], mask=m3[i])[0], 2e-5, 2e-5)
 
 
 def spy_on(method):

@@ -100,3 +100,72 @@ def test_arbitrary_shapes_never_crash(lq, lk, d, dk, dv, vrows, dtype, fill):
         return
     assert dk == d and vrows == lk
     assert out.values.shape == (lq, dv) and out.weights.shape == (lq, lk)
+
+
+def test_inputs_too_large_to_copy_name_the_argument_and_the_size():
+    """Broadcast and zero-stride views of huge shapes: the copy NumPy cannot make is reported
+    as InvalidInputError naming the argument, its shape and the bytes needed (never a bare
+    pybind11 failure or a crash)."""
+    huge_key = np.broadcast_to(np.float64(0.5), (2**40, 3))  # not float32: must be copied
+    with pytest.raises(rv.InvalidInputError, match=r"key of shape \(1099511627776, 3\).*MB"):
+        rv.DotProductAttention().compute(X, huge_key, X, need_weights=False)
+    huge_mask = np.broadcast_to(np.float64(0.0), (2**40, 4))
+    with pytest.raises(rv.InvalidInputError, match="mask"):
+        rv.DotProductAttention().compute(X, X, X, mask=huge_mask)
+    edges = np.lib.stride_tricks.as_strided(np.zeros(2, np.int32), (2**40, 2), (0, 4))
+    with pytest.raises(rv.InvalidInputError, match=r"edges of shape \(1099511627776, 2\).*MB"):
+        rv.GraphStructure(edges, 5)
+    with pytest.raises(rv.InvalidInputError, match="edge_index"):
+        rv.GraphStructure.from_edge_index(np.lib.stride_tricks.as_strided(np.zeros(2, np.int32), (2, 2**40), (4, 0)), 5)
+
+
+@pytest.mark.parametrize(
+    ("config", "embed_dim"), [({"num_heads": 1, "head_dim": 1}, 2**62), ({"num_heads": 2**20, "head_dim": 2**20}, None)]
+)
+def test_huge_layer_widths_are_refused_with_their_size(config, embed_dim):
+    with pytest.raises(rv.InvalidConfigError, match=r"embed_dim \d+ is too large"):
+        rv.MultiHeadAttention(config, embed_dim=embed_dim)
+
+
+@pytest.mark.parametrize(
+    ("cls", "state", "why"),
+    [
+        ("DotProductAttention", ("x",), "Unable to cast"),
+        ("DotProductAttention", (), "0 entries, expected 1"),
+        ("TemporalAttention", (), "0 entries"),
+        ("TemporalAttention", (None, "yes", 1.0, None, None), "cast"),
+        ("HierarchicalAttention", (1, 2), "2 entries"),
+        ("GraphAttention", (None, {}, None), "KeyError"),
+        ("DotProductAttention", (None,), "corrupt"),
+        ("MultiHeadAttention", (None, 4, 4, 4, None), "corrupt"),
+        ("GraphStructure", (None, 3, None), "edges must be an integer array"),
+        ("AttentionOutput", ("x", None, {}), "values must be a numpy array"),
+        ("AttentionOutput", (np.ones(2), None), "2 entries"),
+    ],
+)
+def test_corrupt_pickle_states_raise_invalid_input(cls, state, why):
+    obj_type = getattr(rv, cls)
+    blank = obj_type.__new__(obj_type)  # what pickle does before __setstate__
+    with pytest.raises(rv.InvalidInputError, match=why):
+        blank.__setstate__(state)
+
+
+def test_attention_output_checks_its_fields():
+    with pytest.raises(rv.InvalidInputError, match="values must be a numpy array"):
+        rv.AttentionOutput("x", 5, [])
+    with pytest.raises(rv.InvalidInputError, match="weights must be a numpy array or None"):
+        rv.AttentionOutput(np.ones(2), 5)
+    with pytest.raises(rv.InvalidInputError, match="metadata must be a dict or None"):
+        rv.AttentionOutput(np.ones(2), None, [])
+    out = rv.AttentionOutput(np.ones(2, np.float32), None, {"attention_type": "custom"})
+    assert out.weights is None and out.metadata["attention_type"] == "custom"
+
+
+def test_batch_keyword_errors_name_the_public_method_without_dumping_arrays():
+    stacked = np.ones((2, 3, 4), np.float32)
+    attn = rv.DotProductAttention()
+    with pytest.raises(TypeError, match=r"compute_batch: unexpected argument.*foo=int.*causal: bool") as info:
+        attn.compute_batch(stacked, stacked, stacked, foo=1)
+    assert "array(" not in str(info.value) and "_prepare" not in str(info.value)
+    with pytest.raises(TypeError, match="causal=str"):
+        attn.compute_batch(list(stacked), list(stacked), list(stacked), causal="yes")

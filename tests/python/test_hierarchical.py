@@ -363,9 +363,11 @@ def test_compute_batch(rng):
     outs = attn.compute_batch(stacked, query=q)
     np.testing.assert_array_equal(outs[1].values, attn.compute(stacked[1], query=q).values)
     qs = randn(rng, 4, 8)
-    for per_item in (qs, list(qs)):
+    for per_item in (qs, list(qs), qs.tolist(), [None, None, None, qs[3]]):  # plain lists and None entries too
         outs = attn.compute_batch(stacked, query=per_item)
         np.testing.assert_array_equal(outs[3].values, attn.compute(stacked[3], query=qs[3]).values)
+    outs = attn.compute_batch(stacked, query=[None] * 4)  # None everywhere: each item's default query
+    np.testing.assert_array_equal(outs[2].values, attn.compute(stacked[2]).values)
 
 
 def test_bad_batch_item_raises_before_any_work(rng):
