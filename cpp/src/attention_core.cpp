@@ -147,7 +147,20 @@ void check_value_rows(std::int64_t keys, std::int64_t value_rows) {
 }
 
 void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t lk, const char* note) {
-  if (mask.kind != AttentionMask::Kind::None && (mask.rows != lq || mask.cols != lk))
+  using Kind = AttentionMask::Kind;
+  if (mask.kind != Kind::None && mask.kind != Kind::Boolean && mask.kind != Kind::Additive)
+    throw InvalidInput("mask has an unknown kind " + std::to_string(static_cast<int>(mask.kind)) +
+                       ": make it with AttentionMask::from_bool, from_additive or none()");
+  if (mask.kind == Kind::None) return;
+  const bool has_data = mask.kind == Kind::Boolean ? mask.boolean != nullptr : mask.additive != nullptr;
+  if (!has_data && mask.rows > 0 && mask.cols > 0)
+    throw InvalidInput(std::string("a ") + (mask.kind == Kind::Boolean ? "boolean" : "additive") +
+                       " mask needs its data pointer (got a null one): make it with AttentionMask::from_bool / "
+                       "from_additive from a matrix or buffer that outlives the call");
+  if (mask.rows > 1 && mask.stride < mask.cols)
+    throw InvalidInput("mask stride " + std::to_string(mask.stride) + " is smaller than its " +
+                       std::to_string(mask.cols) + " columns: pass the number of elements between rows");
+  if (mask.rows != lq || mask.cols != lk)
     throw DimensionMismatch(
         "mask has shape " + shape_str(mask.rows, mask.cols) + ", expected [Lq, Lk] = " + shape_str(lq, lk) + note,
         lq * lk, mask.rows * mask.cols);

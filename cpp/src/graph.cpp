@@ -67,11 +67,25 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
                                            std::int64_t feature_dim, std::int64_t feature_stride) {
   if (num_nodes < 0) throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(num_nodes));
   if (num_edges < 0) throw InvalidInput("the number of edges must be >= 0, got " + std::to_string(num_edges));
+  if (num_edges > 0 && (sources == nullptr || targets == nullptr))
+    throw InvalidInput("from_arrays: sources and targets must point to num_edges indices, got a null pointer for " +
+                       std::to_string(num_edges) + " edges");
   if (edge_features && feature_dim < 0)
     throw InvalidInput("edge_features must have >= 0 columns, got " + std::to_string(feature_dim));
-  // Index arrays take 8 bytes (two floats' worth) per entry; refuse what cannot fit.
+  if (edge_features && feature_stride < feature_dim)
+    throw InvalidInput("edge_features: feature_stride " + std::to_string(feature_stride) +
+                       " is smaller than feature_dim " + std::to_string(feature_dim) +
+                       " (rows would overlap): pass the distance between rows in floats");
+  // Index arrays take 8 bytes (two floats' worth) per entry; refuse what cannot fit (and
+  // counts whose arithmetic below would overflow).
+  if (num_nodes > std::numeric_limits<std::int64_t>::max() / 16)
+    throw InvalidInput("num_nodes " + std::to_string(num_nodes) + " is too large for a graph index; check num_nodes");
   detail::checked_elements(num_nodes + 1, 4, "graph index", "check num_nodes");
   detail::checked_elements(num_edges, 6, "graph index", "the graph has too many edges for this machine");
+  if (edge_features) {  // the features' copy and the self-loop means, before any allocation
+    detail::checked_elements(num_edges, feature_dim, "edge_features", "use fewer edge feature columns");
+    detail::checked_elements(num_nodes, feature_dim, "self-loop edge features", "use fewer edge feature columns");
+  }
 
   auto data = std::make_shared<Data>();
   GraphCsr& g = data->csr;
@@ -161,6 +175,12 @@ void check_edge_matrix(const Eigen::Ref<const RowMatrixXi64>& m, bool edge_index
         2, edge_index ? m.rows() : m.cols());
 }
 
+// A 0×0 feature matrix means "no edge features", as the header says (an [E, 0] one has no data
+// pointer and means the same to from_arrays).
+bool no_features(const MatrixRef& f) {
+  return f.rows() == 0 && f.cols() == 0;
+}
+
 void check_feature_rows(const MatrixRef& f, std::int64_t num_edges) {
   if (f.rows() != num_edges)
     throw DimensionMismatch("edge_features has " + std::to_string(f.rows()) + " rows for " + std::to_string(num_edges) +
@@ -179,9 +199,10 @@ GraphStructure::GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std
 GraphStructure::GraphStructure(const Eigen::Ref<const RowMatrixXi64>& edges, std::int64_t num_nodes,
                                const MatrixRef& edge_features) {
   check_edge_matrix(edges, false);
-  check_feature_rows(edge_features, edges.rows());
+  const bool none = no_features(edge_features);
+  if (!none) check_feature_rows(edge_features, edges.rows());
   *this = from_arrays(edges.data(), edges.outerStride(), edges.data() + 1, edges.outerStride(), edges.rows(), num_nodes,
-                      edge_features.data(), edge_features.cols(), edge_features.outerStride());
+                      none ? nullptr : edge_features.data(), edge_features.cols(), edge_features.outerStride());
 }
 
 GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixXi64>& ei, std::int64_t num_nodes) {
@@ -192,9 +213,10 @@ GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixX
 GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixXi64>& ei, std::int64_t num_nodes,
                                                const MatrixRef& edge_features) {
   check_edge_matrix(ei, true);
-  check_feature_rows(edge_features, ei.cols());
-  return from_arrays(ei.data(), 1, ei.data() + ei.outerStride(), 1, ei.cols(), num_nodes, edge_features.data(),
-                     edge_features.cols(), edge_features.outerStride());
+  const bool none = no_features(edge_features);
+  if (!none) check_feature_rows(edge_features, ei.cols());
+  return from_arrays(ei.data(), 1, ei.data() + ei.outerStride(), 1, ei.cols(), num_nodes,
+                     none ? nullptr : edge_features.data(), edge_features.cols(), edge_features.outerStride());
 }
 
 std::int64_t GraphStructure::num_nodes() const noexcept {
@@ -338,7 +360,8 @@ std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shape
 GraphWeights initial_weights(const AttentionConfig& c, const GraphAttentionOptions& o, std::int64_t in_features) {
   GraphWeights w;
   for (const auto& [name, shape] : expected_shapes(c, o, in_features)) {
-    detail::checked_elements(shape.first, shape.second, ("weight " + name).c_str(), "use fewer heads or channels");
+    detail::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
+                             "use a smaller in_features (input width), or fewer heads or channels");
     if (name == "bias")
       w[name] = RowMatrixXf::Zero(shape.first, shape.second);
     else if (is_vector(name))
@@ -440,6 +463,12 @@ std::shared_ptr<const GraphAttention::Parameters> GraphAttention::parameters(std
 
 void GraphAttention::initialize(std::int64_t in_features) const {
   if (in_features < 0) throw InvalidConfig("in_features must be >= 0, got " + std::to_string(in_features));
+  const auto p = snapshot();
+  if (p && p->in_features != in_features)
+    throw InvalidConfig("initialize(" + std::to_string(in_features) + "): this layer's in_features is already " +
+                        std::to_string(p->in_features) +
+                        " (fixed by its weights, an earlier initialize or its first call); make a new layer for "
+                        "another input width");
   parameters(in_features);
 }
 

@@ -5,8 +5,10 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <string>
 #include <utility>
 
+#include "ruvector/errors.hpp"
 #include "ruvector/types.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -92,6 +94,9 @@ const bool g_atfork_registered = [] {
 }  // namespace
 
 RowMatrixXf output_matrix(Index rows, Index cols) {
+  if (rows < 0 || cols < 0)
+    throw InvalidInput("output_matrix: rows and cols must be >= 0, got " + std::to_string(rows) + " x " +
+                       std::to_string(cols));
   const Index n = rows * cols;
   const std::size_t bytes = bytes_of(n);
   if (bytes >= kMinSmallBytes && bytes < kMinBytes) {

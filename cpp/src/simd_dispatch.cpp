@@ -280,7 +280,7 @@ const char* backend_name(Backend b) {
     case Backend::Neon:
       return "neon";
   }
-  return "scalar";
+  return "unknown";
 }
 
 Backend simd_backend() {
@@ -308,7 +308,7 @@ void set_simd_backend(const std::string& name) {
                         "': use one of \"auto\", \"avx512\", \"avx2\", \"neon\", \"scalar\"");
   if (!backend_supported(b))
     throw InvalidConfig("SIMD backend '" + name + "' is not supported by this " + (built(b) ? "CPU" : "build") +
-                        "; get_features() lists what the CPU has, "
+                        "; get_features() (Python) or cpu_features() (C++) lists what the CPU has, "
                         "use \"auto\" or \"scalar\"");
   activate(b);
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <exception>
@@ -320,7 +321,17 @@ bool in_pool_worker() noexcept {
 }
 
 void submit(std::function<void()> task) {
-  pool()->push(std::move(task));
+  // An exception escaping a pool thread would end the process (std::terminate): it is caught
+  // here and reported on stderr instead; tasks report their own errors (see the header).
+  pool()->push([task = std::move(task)]() noexcept {
+    try {
+      task();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ruvector: a task given to submit() threw and was dropped: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "ruvector: a task given to submit() threw and was dropped\n");
+    }
+  });
 }
 
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std::size_t max_workers) {

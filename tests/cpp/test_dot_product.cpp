@@ -54,6 +54,21 @@ TEST(DotProduct, TypedErrors) {
   ruvector::AttentionConfig bad;
   bad.dropout = 1.0;
   EXPECT_THROW(ruvector::DotProductAttention{bad}, ruvector::InvalidConfig);
+
+  // Masks that cannot be read are refused, never ignored (the call would run unmasked).
+  const RowMatrixXf q2 = RowMatrixXf::Random(2, 4), k3 = RowMatrixXf::Random(3, 4), v3 = RowMatrixXf::Random(3, 5);
+  ruvector::DotProductOptions opt;
+  opt.mask = ruvector::AttentionMask::from_bool(static_cast<const bool*>(nullptr), 2, 3, 3);
+  EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
+  const bool allowed[6] = {true, false, true, true, true, false};
+  opt.mask = ruvector::AttentionMask::from_bool(allowed, 2, 3, 2);  // stride < cols: rows overlap
+  EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
+  opt.mask = ruvector::AttentionMask::from_bool(allowed, 2, 3, 3);
+  opt.mask.kind = static_cast<ruvector::AttentionMask::Kind>(7);
+  EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
+  opt.mask.kind = ruvector::AttentionMask::Kind::Additive;  // additive, but only the boolean data set
+  EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
+  EXPECT_THROW(ruvector::output_matrix(-1, 3), ruvector::InvalidInput);
 }
 
 }  // namespace

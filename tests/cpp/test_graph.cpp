@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -196,6 +197,25 @@ TEST(GraphStructure, TypedErrors) {
   EXPECT_THROW(GraphStructure(RowMatrixXi64::Zero(2, 3), 3), ruvector::DimensionMismatch);
   EXPECT_THROW(GraphStructure::from_edge_index(RowMatrixXi64::Zero(3, 2), 3), ruvector::DimensionMismatch);
   EXPECT_THROW(GraphStructure(random_edges(3, 4, 1), 3, RowMatrixXf::Zero(3, 2)), ruvector::DimensionMismatch);
+  // A 0×0 feature matrix is "no features", as the header says (and so is [E, 0]: no columns).
+  EXPECT_FALSE(GraphStructure(random_edges(3, 4, 1), 3, RowMatrixXf(0, 0)).has_edge_features());
+  EXPECT_FALSE(GraphStructure(random_edges(3, 4, 1), 3, RowMatrixXf(4, 0)).has_edge_features());
+  // The raw-pointer form: null indices, overlapping feature rows, widths and counts too large
+  // are refused before anything is read or allocated.
+  const std::int64_t idx[2] = {0, 1};
+  const float feat[4] = {1, 2, 3, 4};
+  EXPECT_THROW(GraphStructure::from_arrays(nullptr, 1, nullptr, 1, 2, 3, nullptr, 0, 0), ruvector::InvalidInput);
+  EXPECT_EQ(GraphStructure::from_arrays(nullptr, 1, nullptr, 1, 0, 3, nullptr, 0, 0).num_edges(), 0);
+  EXPECT_THROW(GraphStructure::from_arrays(idx, 1, idx + 1, 1, 1, 3, feat, 4, 2), ruvector::InvalidInput);
+  EXPECT_THROW(
+      GraphStructure::from_arrays(idx, 1, idx + 1, 1, 1, 3, feat, std::int64_t{1} << 50, std::int64_t{1} << 50),
+      ruvector::InvalidInput);
+  try {
+    GraphStructure(random_edges(3, 2, 1), std::numeric_limits<std::int64_t>::max());
+    FAIL() << "expected InvalidInput";
+  } catch (const ruvector::InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("num_nodes 9223372036854775807 is too large"), std::string::npos) << e.what();
+  }
 }
 
 TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
@@ -277,6 +297,13 @@ TEST(GraphAttention, TypedErrorsAndLazyWeights) {
   bad = {};
   bad.in_features = -3;
   EXPECT_THROW(GraphAttention(c, bad), ruvector::InvalidConfig);
+  try {  // a second initialize with another width names initialize, not node features
+    layer.initialize(7);
+    FAIL() << "expected InvalidConfig";
+  } catch (const ruvector::InvalidConfig& e) {
+    EXPECT_NE(std::string(e.what()).find("in_features is already 6"), std::string::npos) << e.what();
+  }
+  layer.initialize(6);  // the same width: nothing to do
 }
 
 TEST(GraphAttention, CopiesShareNothingMutable) {

@@ -1,14 +1,18 @@
 // Every kernel of every backend this machine supports, against plain double-precision loops.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <future>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
+#include "ruvector/thread_pool.hpp"
 #include "simd/kernels.hpp"
 
 using ruvector::Backend;
@@ -326,3 +330,13 @@ TEST(Dispatch, ForcingAndErrors) {
 }
 
 }  // namespace
+
+// submit(): a task that throws is caught and dropped (reported on stderr), the process and the
+// pool go on; backend_name of a value outside the enum is "unknown".
+TEST(Pool, SubmittedTaskThatThrowsDoesNotEndTheProcess) {
+  std::promise<void> ran;
+  ruvector::submit([] { throw std::runtime_error("boom"); });
+  ruvector::submit([&ran] { ran.set_value(); });
+  EXPECT_EQ(ran.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_STREQ(ruvector::backend_name(static_cast<ruvector::Backend>(99)), "unknown");
+}

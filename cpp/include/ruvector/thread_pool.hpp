@@ -22,7 +22,9 @@ void init_threads_from_env();
 // exception thrown by fn is rethrown here.
 void parallel_for(std::size_t n, const std::function<void(std::size_t)>& fn, std::size_t max_workers = 0);
 
-// Runs `task` on a pool thread, later. Used by the asynchronous Python calls.
+// Runs `task` on a pool thread, later. Used by the asynchronous Python calls. The task should
+// report its own errors (e.g. through a promise): one that throws is caught, reported on stderr
+// and dropped, never allowed to end the process.
 void submit(std::function<void()> task);
 
 // True when the calling thread is one of the pool's workers.
