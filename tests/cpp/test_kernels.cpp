@@ -54,6 +54,27 @@ std::vector<float> random_vector(std::size_t n, unsigned seed) {
   return v;
 }
 
+// Dense row-major q [lq, d], k [lk, d], v [lk, dv] into out [lq, dv] (no weights, no mask).
+ruvector::simd::FlashParams flash_params(const std::vector<float>& q, const std::vector<float>& k,
+                                         const std::vector<float>& v, std::vector<float>& out, std::size_t lq,
+                                         std::size_t lk, std::size_t d, std::size_t dv, float scale) {
+  ruvector::simd::FlashParams p;
+  p.q = q.data();
+  p.ldq = d;
+  p.k = k.data();
+  p.ldk = d;
+  p.v = v.data();
+  p.ldv = dv;
+  p.out = out.data();
+  p.ldo = dv;
+  p.lq = lq;
+  p.lk = lk;
+  p.d = d;
+  p.dv = dv;
+  p.scale = scale;
+  return p;
+}
+
 class Kernels : public ::testing::TestWithParam<Backend> {
  protected:
   const KernelTable& k() const { return table(GetParam()); }
@@ -235,22 +256,9 @@ TEST_P(Kernels, FlashAttentionMatchesNaive) {
       for (bool causal : {false, true}) {
         for (bool weights : {false, true}) {
           std::vector<float> out(lq * dv), w(lq * lk);
-          ruvector::simd::FlashParams p;
-          p.q = q.data();
-          p.ldq = d;
-          p.k = kk.data();
-          p.ldk = d;
-          p.v = v.data();
-          p.ldv = dv;
-          p.out = out.data();
-          p.ldo = dv;
+          ruvector::simd::FlashParams p = flash_params(q, kk, v, out, lq, lk, d, dv, 0.3f);
           p.weights = weights ? w.data() : nullptr;
           p.ldw = lk;
-          p.lq = lq;
-          p.lk = lk;
-          p.d = d;
-          p.dv = dv;
-          p.scale = 0.3f;
           p.causal = causal;
           ASSERT_TRUE(k().flash_attention(p, {}));
           for (std::size_t i = 0; i < lq; ++i) {
@@ -291,20 +299,7 @@ TEST(Amx, NonFiniteInputsTakeTheFmaPath) {
     std::vector<float> on(lq * dv), off(lq * dv);
     for (bool amx : {true, false}) {
       AmxMode mode(amx);
-      ruvector::simd::FlashParams p;
-      p.q = q.data();
-      p.ldq = d;
-      p.k = kk.data();
-      p.ldk = d;
-      p.v = v.data();
-      p.ldv = dv;
-      p.out = (amx ? on : off).data();
-      p.ldo = dv;
-      p.lq = lq;
-      p.lk = lk;
-      p.d = d;
-      p.dv = dv;
-      p.scale = 0.125f;
+      const ruvector::simd::FlashParams p = flash_params(q, kk, v, amx ? on : off, lq, lk, d, dv, 0.125f);
       ASSERT_TRUE(table(Backend::Avx512).flash_attention(p, {}));
     }
     for (std::size_t i = 0; i < on.size(); ++i)

@@ -476,15 +476,7 @@ Outcome stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     job.k_begin = k_begin;
     job.k_end = k_end;
     const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kRows) : 0;
-    struct Offset {
-      StreamJob* sj;
-      std::size_t first;
-    } offset{&sj, first_block};
-    auto shifted = [](void* o, std::size_t b) noexcept {
-      auto* off = static_cast<Offset*>(o);
-      stream_task(off->sj, off->first + b);
-    };
-    run_blocks(par, blocks - first_block, &offset, shifted);
+    run_blocks_from(par, first_block, blocks - first_block, &sj, &stream_task);
     if (job.failed.load()) return Outcome::failed;
   }
   return Outcome::done;

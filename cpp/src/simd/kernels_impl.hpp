@@ -423,6 +423,21 @@ void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(v
   }
 }
 
+// fn(job, first + b) for the blocks b < blocks (a causal pass skips the query blocks before
+// `first`, which see none of its keys).
+void run_blocks_from(const Parallel& par, std::size_t first, std::size_t blocks, void* job,
+                     void (*fn)(void*, std::size_t)) noexcept {
+  struct Shifted {
+    void* job;
+    std::size_t first;
+    void (*fn)(void*, std::size_t);
+  } shifted{job, first, fn};
+  run_blocks(par, blocks, &shifted, [](void* s, std::size_t b) noexcept {
+    const auto* sh = static_cast<const Shifted*>(s);
+    sh->fn(sh->job, sh->first + b);
+  });
+}
+
 #if defined(RUVECTOR_AMX)
 namespace amx {  // amx_impl.hpp
 bool gemm_eligible(const GemmParams& p) noexcept;
@@ -868,15 +883,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     job.vp_stride = in_place ? NR : (k_end - k_begin) * NR;
     // causal: query blocks that end before this key range see none of it
     const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
-    struct Offset {
-      FlashJob* job;
-      std::size_t first;
-    } offset{&job, first_block};
-    auto shifted = [](void* o, std::size_t b) noexcept {
-      auto* off = static_cast<Offset*>(o);
-      stream_task(off->job, off->first + b);
-    };
-    run_blocks(par, blocks - first_block, &offset, shifted);
+    run_blocks_from(par, first_block, blocks - first_block, &job, &stream_task);
     if (job.failed.load()) return false;
   }
   return true;
