@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import ruvector as rv
+from harness import amx_tile_rates
 
 SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]
 
@@ -47,6 +48,14 @@ def main() -> int:
         f"torch {torch_version} | {platform.processor() or platform.machine()} | "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
+    tiles = amx_tile_rates(0.01)
+    if tiles:
+        print(
+            "AMX tiles now (float32-equivalent GFLOP/s per CPU, operands in L1): "
+            + "/".join(f"{r:.0f}" for r in tiles)
+            + ". Another guest on the same core can slow them ~3×; the multi_head and dot_product rows "
+            "note their own."
+        )
     print()
     print("| section | case | ruvector ms | peer | peer ms | ratio | notes |")
     print("|---|---|---:|---|---:|---:|---|")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import ruvector as rv
-from harness import Row, peak_rss_growth, time_alternating, torch_or_none
+from harness import Row, TileWatch, peak_rss_growth, time_alternating, torch_or_none
 
 _torch = torch_or_none
 
@@ -65,7 +65,8 @@ def run(quick: bool = False) -> list[Row]:
             cands["torch"] = torch_fn
         if not quick or length <= 1000:
             cands["numpy"] = lambda q=q, k=k, v=v, scale=scale: _numpy_attention(q, k, v, scale)
-        t = time_alternating(cands, repeats=repeats)
+        watch = TileWatch()
+        t = time_alternating(cands, repeats=repeats, between=watch)
         flops = 4.0 * length * length * dim
         extra = {
             "GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}",
@@ -75,6 +76,7 @@ def run(quick: bool = False) -> list[Row]:
             extra["numpy ms"] = f"{t['numpy'] * 1e3:.2f}"
         if "torch" in t:
             extra["torch GFLOP/s"] = f"{flops / t['torch'] / 1e9:.0f}"
+        extra.update(watch.note())
         rows.append(
             Row(
                 "dot_product",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import ruvector as rv
-from harness import Row, time_alternating, torch_or_none
+from harness import Row, TileWatch, time_alternating, torch_or_none
 
 _torch = torch_or_none
 
@@ -60,7 +60,8 @@ def run(quick: bool = False) -> list[Row]:
                 ours = mha.compute(x, kv, kv, need_weights=weights)
                 theirs = torch_fn()
                 np.testing.assert_allclose(ours.values, theirs[0][0].numpy(), rtol=1e-3, atol=1e-4)
-            t = time_alternating(cands, repeats=repeats)
+            watch = TileWatch()
+            t = time_alternating(cands, repeats=repeats, between=watch)
             flops = _flops(length, length, e)
             case = f"E={e} H={heads} L={length} {'cross' if cross else 'self'}-attn, " + (
                 "weights" if weights else "no weights"
@@ -72,7 +73,7 @@ def run(quick: bool = False) -> list[Row]:
                     t["ruvector"] * 1e3,
                     "torch nn.MultiheadAttention" if module is not None else "",
                     t["torch"] * 1e3 if module is not None else None,
-                    {"GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}"},
+                    {"GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}", **watch.note()},
                 )
             )
     return rows

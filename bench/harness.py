@@ -6,6 +6,7 @@ medians are compared, as ratios within one run.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def time_alternating(
     warmup: int = 1,
     min_time: float = 0.0,
     settle: float = 0.01,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, float]:
     """Median seconds per call of each candidate, run in alternation (A B C A B C ...).
 
@@ -48,6 +50,8 @@ def time_alternating(
     whichever candidate ran next shared the two cores with them (measured: ruvector's
     100-item batch took 12-14 ms right after torch's SDPA, 10.2-10.7 ms after the pause). The
     pause spins rather than sleeps: after a sleep this VM's CPUs come back slower for a while.
+
+    ``between``, when given, runs after each round, outside the timed calls (a TileWatch).
     """
     for fn in candidates.values():
         for _ in range(warmup):
@@ -67,7 +71,53 @@ def time_alternating(
                 if elapsed >= min_time:
                     break
             samples[name].append(elapsed / calls)
+        if between is not None:
+            between()
     return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def amx_tile_rates(seconds: float = 0.002) -> list[float]:
+    """The AMX tiles' float32-equivalent GFLOP/s on each CPU this process may use, measured now
+    by moving the calling thread from CPU to CPU (empty without AMX, or with it turned off).
+
+    On a shared host another guest on the same physical core can slow a core's tiles ~3× for
+    seconds at a time (measured here: ~380 GFLOP/s free, 120-250 loaded), and every AMX kernel
+    with them, while FMA code slows ~1.2-1.5×: the ratios of the AMX rows move with it.
+    """
+    from ruvector import _native
+
+    if not _native._amx_enabled():
+        return []
+    if not hasattr(os, "sched_getaffinity"):
+        return [_native._amx_tile_gflops(seconds)]
+    cpus = sorted(os.sched_getaffinity(0))
+    rates = []
+    try:
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})
+            rates.append(_native._amx_tile_gflops(seconds))
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+    return rates
+
+
+class TileWatch:
+    """Samples amx_tile_rates() between the rounds of time_alternating (``between=watch``); its
+    note gives each CPU's median, e.g. {"AMX tiles GFLOP/s": "378/141"}."""
+
+    def __init__(self) -> None:
+        self.samples: list[list[float]] = []
+
+    def __call__(self) -> None:
+        rates = amx_tile_rates()
+        if rates:
+            self.samples.append(rates)
+
+    def note(self) -> dict[str, str]:
+        if not self.samples:
+            return {}
+        per_cpu = zip(*self.samples, strict=True)
+        return {"AMX tiles GFLOP/s": "/".join(f"{statistics.median(r):.0f}" for r in per_cpu)}
 
 
 def peak_rss_growth(setup: str, call: str) -> int:

@@ -31,6 +31,14 @@ void register_core(py::module_& m) {
   m.def("_amx_enabled", &amx_enabled, "Whether the avx512 backend uses AMX tiles (RUVECTOR_AMX=0 turns it off).");
   m.def("_set_amx_enabled", &set_amx_enabled, py::arg("on"),
         "Turn the AMX tiles on or off (on raises InvalidConfigError where they are not available).");
+  m.def(
+      "_amx_tile_gflops",
+      [](double seconds) {
+        py::gil_scoped_release release;
+        return amx_tile_gflops(seconds);
+      },
+      py::arg("seconds") = 0.002,
+      "The AMX tiles' float32-equivalent GFLOP/s on this thread now (0 without AMX); for benchmarks.");
   m.def("_available_backends", [] {
     std::vector<std::string> names;
     for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar})

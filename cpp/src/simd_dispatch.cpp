@@ -253,6 +253,15 @@ void set_amx_enabled(bool on) {
   g_amx.store(on ? 1 : 0);
 }
 
+double amx_tile_gflops(double seconds) {
+  if (!(seconds > 0.0 && seconds <= 10.0))
+    throw InvalidInput("amx_tile_gflops: seconds must be in (0, 10], got " + std::to_string(seconds));
+#if defined(RUVECTOR_AMX_LINUX)
+  if (amx_usable()) return simd::avx512_tile_gflops(seconds);
+#endif
+  return 0.0;
+}
+
 bool backend_supported(Backend b) {
   if (!built(b)) return false;
   const CpuInfo& c = cpu();

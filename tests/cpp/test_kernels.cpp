@@ -307,6 +307,21 @@ TEST(Amx, NonFiniteInputsTakeTheFmaPath) {
   }
 }
 
+// amx_tile_gflops: a positive rate where AMX is available (the float32-equivalent figure of
+// six bfloat16 tile products can't reach 10 TFLOP/s on one core), 0 where not; a bad duration
+// is refused.
+TEST(Amx, TileRate) {
+  const double rate = ruvector::amx_tile_gflops(0.002);
+  if (ruvector::amx_available()) {
+    EXPECT_GT(rate, 1.0);
+    EXPECT_LT(rate, 10000.0);
+  } else {
+    EXPECT_EQ(rate, 0.0);
+  }
+  for (const double bad : {0.0, -1.0, 11.0, std::numeric_limits<double>::quiet_NaN()})
+    EXPECT_THROW(ruvector::amx_tile_gflops(bad), ruvector::InvalidInput) << bad;
+}
+
 std::string backend_label(const ::testing::TestParamInfo<Backend>& info) {
   return ruvector::backend_name(info.param);
 }

@@ -116,6 +116,19 @@ def test_amx_switch():
             _native._set_amx_enabled(True)
 
 
+def test_amx_tile_rate():
+    """The benchmark's tile-speed probe: a positive float32-equivalent GFLOP/s where AMX is
+    available, 0 where not; a duration outside (0, 10] seconds is refused."""
+    rate = _native._amx_tile_gflops(0.002)
+    if _native._amx_available():
+        assert 1.0 < rate < 10000.0
+    else:
+        assert rate == 0.0
+    for bad in (0.0, -1.0, 11.0, float("nan")):
+        with pytest.raises(rv.InvalidInputError, match="seconds"):
+            _native._amx_tile_gflops(bad)
+
+
 def test_threads():
     default = rv.get_num_threads()
     assert default == len(os.sched_getaffinity(0))

@@ -31,5 +31,11 @@ void init_simd_from_env();
 bool amx_available();
 bool amx_enabled() noexcept;
 void set_amx_enabled(bool on);
+// The AMX tiles' throughput on the calling thread now, in float32-equivalent GFLOP/s of that
+// three-part scheme (six bfloat16 tile products per float32 product, operands in L1), measured
+// for about `seconds` (0 < seconds <= 10, else InvalidInput); 0 where AMX is not available.
+// A reference for benchmarks, as a large GEMM is for the FMA units: on a shared host another
+// program on the same physical core can slow the tiles ~3× for seconds at a time.
+double amx_tile_gflops(double seconds = 0.002);
 
 }  // namespace ruvector

@@ -101,6 +101,8 @@ const KernelTable& kernels_scalar() noexcept;
 const KernelTable& kernels_avx2() noexcept;
 const KernelTable& kernels_avx512() noexcept;
 const KernelTable& kernels_neon() noexcept;
+// amx_tile_gflops (ruvector/simd.hpp); defined in AMX builds of kernels_avx512.cpp.
+double avx512_tile_gflops(double seconds) noexcept;
 
 // The table of the backend in use (simd_dispatch.cpp).
 const KernelTable& active_kernels() noexcept;

@@ -15,6 +15,11 @@ namespace ruvector::simd {
 const KernelTable& kernels_avx512() noexcept {
   return isa_avx512::table();
 }
+#if defined(RUVECTOR_AMX)
+double avx512_tile_gflops(double seconds) noexcept {
+  return isa_avx512::amx::tile_gflops(seconds);
+}
+#endif
 }  // namespace ruvector::simd
 
 namespace ruvector::simd {

@@ -24,6 +24,8 @@
 #if defined(RUVECTOR_AMX)
 #include <immintrin.h>
 
+#include <chrono>
+
 #include "ruvector/simd.hpp"
 #endif
 
