@@ -354,11 +354,17 @@ void register_graph(py::module_& m) {
            py::arg("edges"), py::arg("num_nodes"), py::arg("edge_features") = py::none())
       .def_static(
           "from_edge_index",
+          [](py::handle ei, py::handle num_nodes, py::handle edge_features) {
+            return make_graph(ei, num_nodes, edge_features, true, "edge_index");
+          },
+          py::arg("ei"), py::arg("num_nodes"), py::arg("edge_features") = py::none(),
+          "From PyG's edge_index [2, E] (row 0 sources, row 1 targets).")
+      .def_static(  // the same, with PyG's name for the array as a keyword: from_edge_index(edge_index=...)
+          "from_edge_index",
           [](py::handle edge_index, py::handle num_nodes, py::handle edge_features) {
             return make_graph(edge_index, num_nodes, edge_features, true, "edge_index");
           },
-          py::arg("edge_index"), py::arg("num_nodes"), py::arg("edge_features") = py::none(),
-          "From PyG's edge_index [2, E] (row 0 sources, row 1 targets).")
+          py::kw_only(), py::arg("edge_index"), py::arg("num_nodes"), py::arg("edge_features") = py::none())
       .def_property_readonly("num_nodes", &GraphStructure::num_nodes)
       .def_property_readonly("num_edges", &GraphStructure::num_edges)
       .def_property_readonly("edge_feature_dim",

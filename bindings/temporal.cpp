@@ -44,11 +44,17 @@ JobPtr prepare(py::handle self, py::handle sequence, py::handle timestamps, bool
   return job;
 }
 
-TemporalAttention make(py::handle config, bool causal, double decay_rate, std::optional<double> half_life,
-                       std::optional<double> window) {
+// decay_rate is None unless given, so that giving it together with half_life is refused even
+// when it is 0 (SPEC: "giving both is an error"); not given, λ is 0 or ln 2 / half_life.
+TemporalAttention make(py::handle config, bool causal, std::optional<double> decay_rate,
+                       std::optional<double> half_life, std::optional<double> window) {
+  if (decay_rate && half_life)
+    throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
+                        std::string(py::str(py::float_(*decay_rate))) +
+                        " and half_life=" + std::string(py::str(py::float_(*half_life))));
   TemporalOptions o;
   o.causal = causal;
-  o.decay_rate = decay_rate;
+  o.decay_rate = decay_rate.value_or(0.0);
   o.half_life = half_life;
   o.window = window;
   return TemporalAttention(to_config(config), o);
@@ -61,7 +67,7 @@ void register_temporal(py::module_& m) {
       m, "TemporalAttention",
       "Self-attention over events: softmax(scale·xᵢ·xⱼ − λ|tᵢ − tⱼ|) over the allowed j (causal by time, window).")
       .def(py::init(&make), py::arg("config") = py::none(), py::kw_only(), py::arg("causal") = true,
-           py::arg("decay_rate") = 0.0, py::arg("half_life") = py::none(), py::arg("window") = py::none())
+           py::arg("decay_rate") = py::none(), py::arg("half_life") = py::none(), py::arg("window") = py::none())
       .def_property_readonly("config", &TemporalAttention::config)
       .def_property_readonly("causal", [](const TemporalAttention& a) { return a.options().causal; })
       .def_property_readonly("decay_rate", &TemporalAttention::decay_rate,

@@ -21,8 +21,11 @@ PyAttentionOutput make_output(py::object values, py::object weights, py::object 
     throw InvalidInput("AttentionOutput weights must be a numpy array or None, got " + type_name(weights));
   if (!metadata.is_none() && !py::isinstance<py::dict>(metadata))
     throw InvalidInput("AttentionOutput metadata must be a dict or None, got " + type_name(metadata));
-  return PyAttentionOutput{std::move(values), std::move(weights),
-                           metadata.is_none() ? py::dict() : py::reinterpret_borrow<py::dict>(metadata)};
+  // A copy (the caller's dict is left alone) that holds "attention_type" as every output's does:
+  // "custom" when the caller gave none.
+  py::dict meta = metadata.is_none() ? py::dict() : py::reinterpret_steal<py::dict>(PyDict_Copy(metadata.ptr()));
+  if (!meta.contains("attention_type")) meta["attention_type"] = "custom";
+  return PyAttentionOutput{std::move(values), std::move(weights), std::move(meta)};
 }
 
 const char* const kConfigKeys[] = {"num_heads", "head_dim", "dropout", "use_bias", "scale", "seed"};
@@ -61,15 +64,42 @@ std::uint64_t seed_field(py::handle value) {
   return index.cast<std::uint64_t>();
 }
 
-AttentionConfig make_config(py::handle num_heads, py::handle head_dim, double dropout, bool use_bias,
-                            std::optional<double> scale, py::handle seed) {
+// A real-number field: Python and NumPy reals (not bool, not str).
+double real_field(py::handle value, const char* field) {
+  if (py::isinstance<py::bool_>(value) || py::isinstance<py::str>(value) || py::isinstance<py::bytes>(value) ||
+      PyNumber_Check(value.ptr()) == 0 || PyComplex_Check(value.ptr()))
+    throw InvalidConfig(std::string(field) + " must be a real number, got " + type_name(value));
+  const double v = PyFloat_AsDouble(value.ptr());
+  if (v == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw InvalidConfig(std::string(field) + " must be a real number, got " + type_name(value));
+  }
+  return v;
+}
+
+// use_bias: True/False or a NumPy bool.
+bool bool_field(py::handle value, const char* field) {
+  if (py::isinstance<py::bool_>(value)) return value.cast<bool>();
+  if (py::hasattr(value, "dtype") && py::hasattr(value, "item") &&
+      py::str(value.attr("dtype")).cast<std::string>() == "bool")
+    return value.attr("item")().cast<bool>();
+  throw InvalidConfig(std::string(field) + " must be True or False, got " + type_name(value));
+}
+
+// The constructor: keyword arguments other than the six fields are refused like a dict's unknown
+// keys (a TypeError from the argument parser would not say which keys exist).
+AttentionConfig make_config(py::handle num_heads, py::handle head_dim, py::handle dropout, py::handle use_bias,
+                            py::handle scale, py::handle seed, const py::kwargs& extra) {
+  for (auto item : extra)
+    throw InvalidConfig("unknown config key '" + std::string(py::str(item.first)) +
+                        "': use num_heads, head_dim, dropout, use_bias, scale, seed");
   AttentionConfig c;
   constexpr long long kIntMax = std::numeric_limits<int>::max();
   c.num_heads = static_cast<int>(int_field(num_heads, "num_heads", 1, kIntMax));
   c.head_dim = static_cast<int>(int_field(head_dim, "head_dim", 1, kIntMax));
-  c.dropout = dropout;
-  c.use_bias = use_bias;
-  c.scale = scale;
+  c.dropout = real_field(dropout, "dropout");
+  c.use_bias = bool_field(use_bias, "use_bias");
+  if (!scale.is_none()) c.scale = real_field(scale, "scale (or None for 1/sqrt(d))");
   c.seed = seed_field(seed);
   c.validate();
   return c;

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -176,7 +176,7 @@ class TemporalAttention:
         config: ConfigLike = None,
         *,
         causal: bool = True,
-        decay_rate: float = 0.0,
+        decay_rate: float | None = None,
         half_life: float | None = None,
         window: float | None = None,
     ) -> None: ...
@@ -221,8 +221,12 @@ class HierarchicalAttention:
 class GraphStructure:
     def __init__(self, edges: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None) -> None: ...
     @staticmethod
+    @overload
+    def from_edge_index(ei: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None) -> GraphStructure: ...
+    @staticmethod
+    @overload
     def from_edge_index(
-        edge_index: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None
+        *, edge_index: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None
     ) -> GraphStructure: ...
     @property
     def num_nodes(self) -> int: ...

@@ -157,8 +157,14 @@ def test_attention_output_checks_its_fields():
         rv.AttentionOutput(np.ones(2), 5)
     with pytest.raises(rv.InvalidInputError, match="metadata must be a dict or None"):
         rv.AttentionOutput(np.ones(2), None, [])
-    out = rv.AttentionOutput(np.ones(2, np.float32), None, {"attention_type": "custom"})
-    assert out.weights is None and out.metadata["attention_type"] == "custom"
+    out = rv.AttentionOutput(np.ones(2, np.float32), None, {"attention_type": "mine"})
+    assert out.weights is None and out.metadata["attention_type"] == "mine"
+    # metadata always holds "attention_type" (SPEC §3): "custom" when a hand-made one has none;
+    # the caller's dict is copied, not changed
+    assert rv.AttentionOutput(np.ones(2, np.float32)).metadata == {"attention_type": "custom"}
+    given = {"note": 1}
+    assert rv.AttentionOutput(np.ones(2, np.float32), None, given).metadata == {"note": 1, "attention_type": "custom"}
+    assert given == {"note": 1}
 
 
 def test_batch_keyword_errors_name_the_public_method_without_dumping_arrays():

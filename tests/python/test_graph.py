@@ -241,6 +241,8 @@ def test_graph_structure_forms_agree(rng):
         rv.GraphStructure(edges.astype(np.int32), np.int64(10), edge_features=feats.astype(np.float64)),
         rv.GraphStructure.from_edge_index(np.ascontiguousarray(edges.T), 10, edge_features=feats),
         rv.GraphStructure.from_edge_index(edges.T, 10, edge_features=feats),  # non-contiguous view
+        rv.GraphStructure.from_edge_index(ei=edges.T, num_nodes=10, edge_features=feats),  # the SPEC's name
+        rv.GraphStructure.from_edge_index(edge_index=edges.T, num_nodes=10, edge_features=feats),  # PyG's
     ]
     for g in graphs:
         assert (g.num_nodes, g.num_edges, g.edge_feature_dim) == (10, 30, 2)

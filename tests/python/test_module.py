@@ -205,6 +205,24 @@ class TestAttentionConfig:
         with pytest.raises(rv.InvalidConfigError, match="num_head"):
             rv.DotProductAttention({"num_head": 2})
 
+    def test_unknown_keyword_and_wrong_types_are_config_errors(self):
+        """As for a dict: unknown keywords and values of the wrong type name the field."""
+        with pytest.raises(rv.InvalidConfigError, match=r"unknown config key 'num_head'.*num_heads"):
+            rv.AttentionConfig(num_head=2)
+        for kwargs, field in [
+            ({"dropout": "0.1"}, "dropout"),
+            ({"dropout": None}, "dropout"),
+            ({"scale": "big"}, "scale"),
+            ({"scale": 1j}, "scale"),
+            ({"use_bias": 1}, "use_bias"),
+            ({"use_bias": "yes"}, "use_bias"),
+        ]:
+            with pytest.raises(rv.InvalidConfigError, match=field):
+                rv.AttentionConfig(**kwargs)
+        c = rv.AttentionConfig(dropout=np.float32(0.25), use_bias=np.bool_(False), scale=np.float64(0.5), seed=0)
+        assert (c.dropout, c.use_bias, c.scale) == (0.25, False, 0.5)
+        assert rv.AttentionConfig(dropout=0).dropout == 0.0
+
     def test_config_forms(self):
         for cfg in (None, {"scale": 0.5}, rv.AttentionConfig(scale=0.5)):
             rv.DotProductAttention(cfg)

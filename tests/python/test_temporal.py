@@ -354,6 +354,7 @@ def test_sequence_rank(shape):
     ("kwargs", "match"),
     [
         ({"decay_rate": 0.1, "half_life": 2.0}, "not both"),
+        ({"decay_rate": 0.0, "half_life": 2.0}, "not both"),  # given, even as 0
         ({"decay_rate": -0.1}, "decay_rate"),
         ({"decay_rate": float("nan")}, "decay_rate"),
         ({"decay_rate": float("inf")}, "decay_rate"),
