@@ -2,6 +2,8 @@
 // else array-like and real is converted once (documented in the README).
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <sstream>
 
 #include "common.hpp"
@@ -55,6 +57,8 @@ template py::array_t<float> contiguous_as<float>(const py::array&, const char*, 
 template py::array_t<bool> contiguous_as<bool>(const py::array&, const char*, const char*, const char*);
 template py::array_t<double> contiguous_as<double>(const py::array&, const char*, const char*, const char*);
 template py::array_t<std::int64_t> contiguous_as<std::int64_t>(const py::array&, const char*, const char*, const char*);
+template py::array_t<std::uint64_t> contiguous_as<std::uint64_t>(const py::array&, const char*, const char*,
+                                                                 const char*);
 
 std::string type_name(py::handle obj) {
   return py::str(py::type::handle_of(obj).attr("__name__"));
@@ -106,7 +110,7 @@ FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint) {
   return to_float_array(obj, name, 1, shape_hint);
 }
 
-py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint) {
+py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint, bool shift_integers) {
   if (is_non_array(obj))
     throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
   py::array a;
@@ -123,6 +127,21 @@ py::array_t<double> to_double_vector(py::handle obj, const char* name, const cha
     throw DimensionMismatch(std::string(name) + " must be 1-D " + shape_hint + ", got a " + std::to_string(a.ndim()) +
                                 "-D array of shape " + shape_of(a),
                             1, a.ndim());
+  if (shift_integers && (kind == 'i' || kind == 'u') && a.size() > 0) {
+    // x - min as unsigned 64-bit: exact for any int64 or uint64 pair with x >= min
+    const auto shifted = [&](auto values) {
+      const auto* x = values.data();
+      const auto n = static_cast<std::size_t>(values.size());
+      const auto lo = *std::min_element(x, x + n);
+      py::array_t<double> out(static_cast<py::ssize_t>(n));
+      double* dst = out.mutable_data();
+      for (std::size_t i = 0; i < n; ++i)
+        dst[i] = static_cast<double>(static_cast<std::uint64_t>(x[i]) - static_cast<std::uint64_t>(lo));
+      return out;
+    };
+    if (kind == 'u') return shifted(contiguous_as<std::uint64_t>(a, name, "uint64", shape_hint));
+    return shifted(contiguous_as<std::int64_t>(a, name, "int64", shape_hint));
+  }
   return contiguous_as<double>(a, name, "float64", shape_hint);
 }
 

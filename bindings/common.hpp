@@ -41,8 +41,12 @@ FloatArray to_matrix(py::handle obj, const char* name, const char* shape_hint);
 FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint);
 
 // A 1-D float64 array (timestamps, level weights), converted once when needed, with the same
-// type checks: float64 keeps large values (Unix times) exact enough to subtract.
-py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint);
+// type checks: float64 keeps large values (Unix times) exact enough to subtract. With
+// `shift_integers`, an integer array comes back minus its minimum, subtracted in integer
+// arithmetic before the conversion (for shift-invariant uses such as timestamps: epoch
+// nanoseconds, ~1.7e18, are 256 ns apart in float64, their differences are exact up to 2^53).
+py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint,
+                                     bool shift_integers = false);
 
 // The config argument of every constructor: AttentionConfig, dict or None.
 AttentionConfig to_config(py::handle obj);
@@ -75,15 +79,22 @@ bool is_non_array(py::handle obj);
 template <class T>
 py::array_t<T> contiguous_as(const py::array& a, const char* name, const char* dtype_name, const char* shape_hint);
 
-// A pickle's __setstate__: `make(state)` with the tuple checked for `size` entries, and a state
-// of the wrong shape or types (a corrupt or foreign pickle) reported as InvalidInput naming the
-// class; errors the class's own constructor raises pass through.
+// A pickle's state that is not what __getstate__ makes (a corrupt or foreign pickle), as
+// InvalidInput naming the class.
+inline InvalidInput corrupt_pickle_state(const char* cls, const std::string& why) {
+  return InvalidInput(std::string("corrupt ") + cls + " pickle state (" + why +
+                      "): pickle the object with this version of ruvector and load it again");
+}
+
+// A pickle's __setstate__: `make(state)` with the state checked to be a tuple of `size`
+// entries, and a state of the wrong type, shape or contents reported as InvalidInput naming
+// the class; errors the class's own constructor raises pass through.
 template <class Make>
-auto from_pickle_state(const char* cls, const py::tuple& state, std::size_t size, Make make) {
-  const auto corrupt = [&](const std::string& why) {
-    return InvalidInput(std::string("corrupt ") + cls + " pickle state (" + why +
-                        "): pickle the object with this version of ruvector and load it again");
-  };
+auto from_pickle_state(const char* cls, const py::object& state_obj, std::size_t size, Make make) {
+  const auto corrupt = [&](const std::string& why) { return corrupt_pickle_state(cls, why); };
+  if (!py::isinstance<py::tuple>(state_obj))
+    throw corrupt("a " + type_name(state_obj) + ", expected a tuple of " + std::to_string(size));
+  const auto state = py::reinterpret_borrow<py::tuple>(state_obj);
   if (state.size() != size) throw corrupt(std::to_string(state.size()) + " entries, expected " + std::to_string(size));
   try {
     return make(state);

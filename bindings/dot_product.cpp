@@ -88,7 +88,7 @@ void register_dot_product(py::module_& m) {
            py::arg("mask") = py::none(), py::arg("causal") = false, py::arg("need_weights") = true,
            py::arg("training") = false)
       .def(py::pickle([](const DotProductAttention& a) { return py::make_tuple(py::cast(a.config())); },
-                      [](const py::tuple& state) {
+                      [](const py::object& state) {
                         return from_pickle_state("DotProductAttention", state, 1, [](const py::tuple& t) {
                           return DotProductAttention(t[0].cast<AttentionConfig>());
                         });

@@ -387,7 +387,7 @@ void register_graph(py::module_& m) {
           [](const GraphStructure& g) {
             return py::make_tuple(to_numpy(g.edges()), g.num_nodes(), edge_features_of(g));
           },
-          [](const py::tuple& state) {
+          [](const py::object& state) {
             return from_pickle_state("GraphStructure", state, 3,
                                      [](const py::tuple& t) { return make_graph(t[0], t[1], t[2], false, "edges"); });
           }));
@@ -445,7 +445,7 @@ void register_graph(py::module_& m) {
             py::object weights = in ? py::object(weights_to_python(a.get_weights())) : py::none();
             return py::make_tuple(py::cast(a.config()), options_dict(a), weights);
           },
-          [](const py::tuple& state) {
+          [](const py::object& state) {
             return from_pickle_state("GraphAttention", state, 3, [](const py::tuple& t) {
               py::dict o = t[1].cast<py::dict>();
               GraphAttention a =

@@ -79,7 +79,7 @@ void register_hierarchical(py::module_& m) {
           py::arg("levels"), py::arg("level_weights") = py::none(), py::kw_only(), py::arg("query") = py::none(),
           py::arg("need_weights") = true)
       .def(py::pickle([](const HierarchicalAttention& a) { return py::make_tuple(py::cast(a.config())); },
-                      [](const py::tuple& state) {
+                      [](const py::object& state) {
                         return from_pickle_state("HierarchicalAttention", state, 1, [](const py::tuple& t) {
                           return HierarchicalAttention(t[0].cast<AttentionConfig>());
                         });

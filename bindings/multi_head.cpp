@@ -135,7 +135,7 @@ void register_multi_head(py::module_& m) {
           [](const MultiHeadAttention& a) {
             return py::make_tuple(py::cast(a.config()), a.embed_dim(), a.kdim(), a.vdim(), get_weights(a));
           },
-          [](const py::tuple& state) {
+          [](const py::object& state) {
             return from_pickle_state("MultiHeadAttention", state, 5, [](const py::tuple& t) {
               MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
                                    t[3].cast<Index>());

@@ -34,7 +34,7 @@ JobPtr prepare(py::handle self, py::handle sequence, py::handle timestamps, bool
   if (timestamps.is_none()) {
     job->self->validate(job->sequence.matrix(), need_weights);
   } else {
-    job->timestamps = to_double_vector(timestamps, "timestamps", "[T]");
+    job->timestamps = to_double_vector(timestamps, "timestamps", "[T]", /*shift_integers=*/true);
     job->ts_data = job->timestamps.data();
     job->ts_size = static_cast<Index>(job->timestamps.size());
     job->has_timestamps = true;
@@ -91,7 +91,7 @@ void register_temporal(py::module_& m) {
             const TemporalOptions& o = a.options();
             return py::make_tuple(py::cast(a.config()), o.causal, o.decay_rate, o.half_life, o.window);
           },
-          [](const py::tuple& state) {
+          [](const py::object& state) {
             return from_pickle_state("TemporalAttention", state, 5, [](const py::tuple& t) {
               TemporalOptions o;
               o.causal = t[1].cast<bool>();

@@ -168,8 +168,19 @@ void register_types(py::module_& m) {
                << ", seed=" << c.seed << ")";
              return s.str();
            })
-      .def(
-          py::pickle([](const AttentionConfig& c) { return config_dict(c); }, [](py::dict d) { return to_config(d); }));
+      .def(py::pickle([](const AttentionConfig& c) { return config_dict(c); },
+                      [](const py::object& state) {
+                        if (!py::isinstance<py::dict>(state))
+                          throw corrupt_pickle_state("AttentionConfig",
+                                                     "a " + type_name(state) + ", expected a dict of its fields");
+                        try {
+                          return to_config(state);
+                        } catch (const InvalidConfig& e) {
+                          throw corrupt_pickle_state("AttentionConfig", e.what());
+                        } catch (py::error_already_set& e) {  // a field the constructor refused
+                          throw corrupt_pickle_state("AttentionConfig", e.what());
+                        }
+                      }));
 
   py::class_<PyAttentionOutput>(m, "AttentionOutput",
                                 "Result of a compute call: values, weights (or None) and metadata.")
@@ -185,7 +196,7 @@ void register_types(py::module_& m) {
                     ", weights=" + describe_array(o.weights) + ")";
            })
       .def(py::pickle([](const PyAttentionOutput& o) { return py::make_tuple(o.values, o.weights, o.metadata); },
-                      [](const py::tuple& state) {
+                      [](const py::object& state) {
                         return from_pickle_state("AttentionOutput", state, 3,
                                                  [](const py::tuple& t) { return make_output(t[0], t[1], t[2]); });
                       }));

@@ -141,6 +141,15 @@ def test_huge_layer_widths_are_refused_with_their_size(config, embed_dim):
         ("GraphStructure", (None, 3, None), "edges must be an integer array"),
         ("AttentionOutput", ("x", None, {}), "values must be a numpy array"),
         ("AttentionOutput", (np.ones(2), None), "2 entries"),
+        # states of the wrong type (were pybind11 TypeErrors)
+        ("DotProductAttention", None, "NoneType, expected a tuple of 1"),
+        ("GraphStructure", {"a": 1}, "dict, expected a tuple of 3"),
+        ("MultiHeadAttention", 5, "int, expected a tuple"),
+        ("AttentionOutput", [np.ones(2), None, {}], "list, expected a tuple"),
+        ("AttentionConfig", ("x", 1), "tuple, expected a dict"),
+        ("AttentionConfig", None, "expected a dict"),
+        ("AttentionConfig", {"num_heads": "x"}, "num_heads must be an integer"),
+        ("AttentionConfig", {"bogus": 1}, "unknown config key"),
     ],
 )
 def test_corrupt_pickle_states_raise_invalid_input(cls, state, why):

@@ -512,3 +512,20 @@ def test_threads_share_one_object(rng):
         th.join()
     for i in range(6):
         np.testing.assert_allclose(results[i], expected[i], rtol=1e-6, atol=1e-7)
+
+
+def test_integer_nanosecond_timestamps_keep_their_differences(backend, rng):
+    """Epoch nanoseconds (~1.7e18, 256 ns apart in float64) are shifted by their minimum in
+    integer arithmetic before they become floats: the same weights as the small offsets."""
+    x = randn(rng, 6, 4)
+    offsets = np.array([0, 100, 250, 1000, 1300, 7000], np.int64)
+    base = 1_700_000_000_123_456_789
+    layer = rv.TemporalAttention(decay_rate=0.002, window=1200)
+    expected = layer.compute(x, offsets.astype(np.float64))
+    for ts in (base + offsets, (base + offsets).astype(np.uint64), [int(t) for t in base + offsets]):
+        out = layer.compute(x, ts)
+        np.testing.assert_allclose(out.weights, expected.weights, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(out.values, expected.values, rtol=1e-6, atol=1e-6)
+    # the extremes of int64 (a span of 2^64 - 1) are still ordered: causal, the later one sees both
+    w = rv.TemporalAttention().compute(x[:2], np.array([2**63 - 1, -(2**63)], np.int64)).weights
+    assert w[1, 0] == 0.0 and w[0, 1] > 0.0
