@@ -25,7 +25,12 @@ namespace {
 std::int64_t to_num_nodes(py::handle obj) {
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
     throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));
-  const long long n = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (index == nullptr) {  // an __index__ that raised
+    PyErr_Clear();
+    throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));
+  }
+  const long long n = PyLong_AsLongLong(py::reinterpret_steal<py::object>(index).ptr());
   if (n == -1 && PyErr_Occurred()) {
     PyErr_Clear();
     throw InvalidInput("num_nodes is too large for a 64-bit index");
@@ -214,7 +219,12 @@ std::optional<std::int64_t> to_optional_count(py::handle obj, const char* name) 
   if (obj.is_none()) return std::nullopt;
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
     throw InvalidConfig(std::string(name) + " must be an integer or None, got " + type_name(obj));
-  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (index == nullptr) {  // an __index__ that raised
+    PyErr_Clear();
+    throw InvalidConfig(std::string(name) + " must be an integer or None, got " + type_name(obj));
+  }
+  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(index).ptr());
   if (v == -1 && PyErr_Occurred()) {
     PyErr_Clear();
     throw InvalidConfig(std::string(name) + " is out of range");

@@ -46,7 +46,12 @@ py::dict config_dict(const AttentionConfig& c) {
 long long int_field(py::handle value, const char* field, long long low, long long high) {
   if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
     throw InvalidConfig(std::string(field) + " must be an integer, got " + type_name(value));
-  py::int_ index = py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+  PyObject* as_index = PyNumber_Index(value.ptr());
+  if (as_index == nullptr) {  // an __index__ that raised
+    PyErr_Clear();
+    throw InvalidConfig(std::string(field) + " must be an integer, got " + type_name(value));
+  }
+  py::int_ index = py::reinterpret_steal<py::int_>(as_index);
   int overflow = 0;
   const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
   if (overflow != 0 || v < low || v > high)
@@ -58,7 +63,12 @@ long long int_field(py::handle value, const char* field, long long low, long lon
 std::uint64_t seed_field(py::handle value) {
   if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
     throw InvalidConfig("seed must be an integer, got " + type_name(value));
-  py::int_ index = py::reinterpret_steal<py::int_>(PyNumber_Index(value.ptr()));
+  PyObject* as_index = PyNumber_Index(value.ptr());
+  if (as_index == nullptr) {  // an __index__ that raised
+    PyErr_Clear();
+    throw InvalidConfig("seed must be an integer, got " + type_name(value));
+  }
+  py::int_ index = py::reinterpret_steal<py::int_>(as_index);
   if (index < py::int_(0) || index > py::int_(std::numeric_limits<std::uint64_t>::max()))
     throw InvalidConfig("seed must be in [0, 2**64 - 1], got " + std::string(py::str(index)));
   return index.cast<std::uint64_t>();
@@ -70,9 +80,9 @@ double real_field(py::handle value, const char* field) {
       PyNumber_Check(value.ptr()) == 0 || PyComplex_Check(value.ptr()))
     throw InvalidConfig(std::string(field) + " must be a real number, got " + type_name(value));
   const double v = PyFloat_AsDouble(value.ptr());
-  if (v == -1.0 && PyErr_Occurred()) {
+  if (v == -1.0 && PyErr_Occurred()) {  // no __float__, one that raised, or beyond float range
     PyErr_Clear();
-    throw InvalidConfig(std::string(field) + " must be a real number, got " + type_name(value));
+    throw InvalidConfig(std::string(field) + " must be a real number within float range, got " + type_name(value));
   }
   return v;
 }
@@ -80,6 +90,9 @@ double real_field(py::handle value, const char* field) {
 // use_bias: True/False or a NumPy bool.
 bool bool_field(py::handle value, const char* field) {
   if (py::isinstance<py::bool_>(value)) return value.cast<bool>();
+  if (py::hasattr(value, "ndim") && py::int_(value.attr("ndim")).cast<long>() != 0)
+    throw InvalidConfig(std::string(field) + " must be True or False, got an array of shape " +
+                        std::string(py::str(value.attr("shape"))));
   if (py::hasattr(value, "dtype") && py::hasattr(value, "item") &&
       py::str(value.attr("dtype")).cast<std::string>() == "bool")
     return value.attr("item")().cast<bool>();

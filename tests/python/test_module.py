@@ -219,6 +219,25 @@ class TestAttentionConfig:
         ]:
             with pytest.raises(rv.InvalidConfigError, match=field):
                 rv.AttentionConfig(**kwargs)
+        with pytest.raises(rv.InvalidConfigError, match=r"use_bias must be True or False, got an array of shape"):
+            rv.AttentionConfig(use_bias=np.array([True, False]))
+        with pytest.raises(rv.InvalidConfigError, match="dropout must be a real number within float range"):
+            rv.AttentionConfig(dropout=10**400)
+
+        class RaisingNumber:  # __index__ / __float__ that raise: a typed error, not SystemError
+            def __index__(self) -> int:
+                raise RuntimeError("no")
+
+            def __float__(self) -> float:
+                raise RuntimeError("no")
+
+        for field in ("num_heads", "head_dim", "seed", "dropout", "scale"):
+            with pytest.raises(rv.InvalidConfigError, match=field):
+                rv.AttentionConfig(**{field: RaisingNumber()})
+        with pytest.raises(rv.InvalidInputError, match="num_nodes must be an integer"):
+            rv.GraphStructure([(0, 1)], RaisingNumber())
+        with pytest.raises(rv.InvalidConfigError, match="edge_dim must be an integer or None"):
+            rv.GraphAttention(edge_dim=RaisingNumber())
         c = rv.AttentionConfig(dropout=np.float32(0.25), use_bias=np.bool_(False), scale=np.float64(0.5), seed=0)
         assert (c.dropout, c.use_bias, c.scale) == (0.25, False, 0.5)
         assert rv.AttentionConfig(dropout=0).dropout == 0.0
