@@ -2,11 +2,13 @@
 // Every mechanism's `_prepare(...)` returns a _Job; the Python layer (ruvector/_async.py)
 // validates all items first, then runs chunks here with the GIL released.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -367,12 +369,38 @@ AsyncTicket start(std::shared_ptr<AsyncCall> call) {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_python_exiting{false};
+std::atomic<unsigned long> g_main_thread{0};  // threading.main_thread().ident, read at import
+}  // namespace
+
+bool python_exiting() noexcept {
+  return g_python_exiting.load(std::memory_order_acquire);
+}
+
+void set_python_exiting() noexcept {
+  g_python_exiting.store(true, std::memory_order_release);
+}
+
+ReleaseGil::~ReleaseGil() noexcept(false) {
+  bool finalizing = python_exiting();
+#if PY_VERSION_HEX >= 0x030D0000
+  finalizing = finalizing || Py_IsFinalizing();
+#else
+  finalizing = finalizing || _Py_IsFinalizing();
+#endif
+  // Never the main thread: it is the one shutting Python down (or running atexit handlers).
+  if (finalizing && PyThread_get_thread_ident() != g_main_thread.load(std::memory_order_relaxed))
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  PyEval_RestoreThread(state_);
+}
+
 py::object run_job(Job& job) {
   AttentionOutput out;
   {
     // Safe without the GIL: the job converted every argument when it was prepared and only
     // reads the buffers it holds.
-    py::gil_scoped_release release;
+    ReleaseGil release;
     out = job.run();
   }
   return to_python(std::move(out));
@@ -397,7 +425,7 @@ void register_batch(py::module_& m) {
         {
           // Safe without the GIL: `list` holds a reference to every job, and jobs touch only
           // buffers they own references to.
-          py::gil_scoped_release release;
+          ReleaseGil release;
           run_all(list.jobs, max_workers, r);
         }
         return to_python_list(r);
@@ -453,8 +481,11 @@ void register_batch(py::module_& m) {
            "Resolves the futures of the calls finished so far (on the loop's thread).")
       .def("close_reader", &CompletionChannel::close_reader, "Closes the watched end (the loop is gone).");
 
-  // Closes the hand-over gate before the interpreter finalises (see DeliveryGate).
+  g_main_thread.store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
+  // Closes the hand-over gate before the interpreter finalises (see DeliveryGate), and from
+  // then on parks threads that come back from a synchronous call (see ReleaseGil).
   py::module_::import("atexit").attr("register")(py::cpp_function([] {
+    set_python_exiting();
     // The hand-overs in progress need the GIL to finish.
     py::gil_scoped_release release;
     g_gate->close_and_wait();

@@ -15,6 +15,29 @@ namespace ruvector::bindings {
 
 namespace py = pybind11;
 
+// Set by the module's atexit hook (batch.cpp): Python is shutting down.
+bool python_exiting() noexcept;
+void set_python_exiting() noexcept;
+
+// py::gil_scoped_release around a synchronous C++ call, safe for daemon threads at exit. Such a
+// thread, still inside the call when Python shuts down, is ended by CPython (3.11-3.13) with
+// pthread_exit as it takes the GIL back: a forced unwind, which the implicitly noexcept
+// destructor of py::gil_scoped_release turned into std::terminate ("terminate called without
+// an active exception", exit status 134; torch's calls do the same). This destructor lets the
+// unwind through (pybind11's dispatcher rethrows it), and a thread that comes back once the
+// shutdown has begun does not try: it sleeps until the process ends, as CPython 3.14 parks
+// such threads itself.
+class ReleaseGil {
+ public:
+  ReleaseGil() noexcept : state_(PyEval_SaveThread()) {}
+  ~ReleaseGil() noexcept(false);
+  ReleaseGil(const ReleaseGil&) = delete;
+  ReleaseGil& operator=(const ReleaseGil&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
 // A float32, C-contiguous view of a NumPy array. When the caller passed exactly that, `array`
 // is the caller's own object (no copy); otherwise it holds the one conversion we made.
 struct FloatArray {

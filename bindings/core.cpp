@@ -34,7 +34,7 @@ void register_core(py::module_& m) {
   m.def(
       "_amx_tile_gflops",
       [](double seconds) {
-        py::gil_scoped_release release;
+        ReleaseGil release;
         return amx_tile_gflops(seconds);
       },
       py::arg("seconds") = 0.002,

@@ -177,7 +177,7 @@ GraphStructure make_graph(py::handle edges, py::handle num_nodes_obj, py::handle
   const std::ptrdiff_t stride = edge_index ? 1 : 2;
   // Safe without the GIL: `idx` and `features` hold references to the buffers read here, and
   // building the CSR is plain C++ (O(E) work that should not block other Python threads).
-  py::gil_scoped_release release;
+  ReleaseGil release;
   reuse_raw = reuse_raw && !edge_index && !has_features;
   if (reuse_raw)
     if (auto kept = RawGraphCache::instance().find(data, num_edges, num_nodes)) return *kept;

@@ -129,6 +129,36 @@ def test_amx_tile_rate():
             _native._amx_tile_gflops(bad)
 
 
+@pytest.mark.parametrize("call", ["compute", "compute_batch", "graph"])
+def test_daemon_threads_inside_sync_calls_at_exit(call):
+    """Daemon threads still inside synchronous calls when the interpreter exits: the process
+    ends cleanly (CPython ends such threads with pthread_exit as they take the GIL back; that
+    forced unwind used to hit a noexcept destructor and abort with exit status 134)."""
+    code = f"""
+import threading, time
+import numpy as np, ruvector as rv
+rng = np.random.default_rng(0)
+x = rng.standard_normal((300, 64), dtype=np.float32)
+b = rng.standard_normal((8, 64, 32), dtype=np.float32)
+edges = rng.integers(0, 300, (3000, 2))
+calls = {{
+    "compute": lambda: rv.DotProductAttention().compute(x, x, x, need_weights=False),
+    "compute_batch": lambda: rv.DotProductAttention().compute_batch(b, b, b),
+    "graph": lambda: rv.GraphAttention({{"num_heads": 2, "head_dim": 8}}).compute(x, rv.GraphStructure(edges, 300)),
+}}
+def loop():
+    while True:
+        calls["{call}"]()
+for _ in range(3):
+    threading.Thread(target=loop, daemon=True).start()
+time.sleep(0.3)
+print("exiting", flush=True)
+"""
+    for _ in range(3):
+        out = run_python(code)
+        assert out.returncode == 0 and out.stdout.strip() == "exiting", (out.returncode, out.stderr[-500:])
+
+
 def test_threads():
     default = rv.get_num_threads()
     assert default == len(os.sched_getaffinity(0))
