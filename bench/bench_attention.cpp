@@ -130,22 +130,10 @@ void flash_attention() {
                        d = static_cast<std::size_t>(state.range(2));
             const auto q = random_vector(lq * d, 8), k = random_vector(lk * d, 9), v = random_vector(lk * d, 10);
             std::vector<float> out(lq * d), w(weights ? lq * lk : 0);
-            ruvector::simd::FlashParams p;
-            p.q = q.data();
-            p.ldq = d;
-            p.k = k.data();
-            p.ldk = d;
-            p.v = v.data();
-            p.ldv = d;
-            p.out = out.data();
-            p.ldo = d;
+            auto p = ruvector::simd::FlashParams::dense(q.data(), k.data(), v.data(), out.data(), lq, lk, d, d,
+                                                        1.0f / std::sqrt(static_cast<float>(d)));
             p.weights = weights ? w.data() : nullptr;
             p.ldw = lk;
-            p.lq = lq;
-            p.lk = lk;
-            p.d = d;
-            p.dv = d;
-            p.scale = 1.0f / std::sqrt(static_cast<float>(d));
             for (auto _ : state) {
               if (pool) {
                 ruvector::detail::run_flash(p);

@@ -58,21 +58,7 @@ std::vector<float> random_vector(std::size_t n, unsigned seed) {
 ruvector::simd::FlashParams flash_params(const std::vector<float>& q, const std::vector<float>& k,
                                          const std::vector<float>& v, std::vector<float>& out, std::size_t lq,
                                          std::size_t lk, std::size_t d, std::size_t dv, float scale) {
-  ruvector::simd::FlashParams p;
-  p.q = q.data();
-  p.ldq = d;
-  p.k = k.data();
-  p.ldk = d;
-  p.v = v.data();
-  p.ldv = dv;
-  p.out = out.data();
-  p.ldo = dv;
-  p.lq = lq;
-  p.lk = lk;
-  p.d = d;
-  p.dv = dv;
-  p.scale = scale;
-  return p;
+  return ruvector::simd::FlashParams::dense(q.data(), k.data(), v.data(), out.data(), lq, lk, d, dv, scale);
 }
 
 class Kernels : public ::testing::TestWithParam<Backend> {

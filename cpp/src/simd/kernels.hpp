@@ -33,6 +33,27 @@ struct FlashParams {
   std::size_t lq = 0, lk = 0, d = 0, dv = 0;
   float scale = 1.0f;
 
+  // Dense row-major q [lq, d], k [lk, d], v [lk, dv] into out [lq, dv]: no weights, no mask
+  // (the kernel tests and benchmarks).
+  static FlashParams dense(const float* q, const float* k, const float* v, float* out, std::size_t lq, std::size_t lk,
+                           std::size_t d, std::size_t dv, float scale) noexcept {
+    FlashParams p;
+    p.q = q;
+    p.ldq = d;
+    p.k = k;
+    p.ldk = d;
+    p.v = v;
+    p.ldv = dv;
+    p.out = out;
+    p.ldo = dv;
+    p.lq = lq;
+    p.lk = lk;
+    p.d = d;
+    p.dv = dv;
+    p.scale = scale;
+    return p;
+  }
+
   const std::uint8_t* bool_mask = nullptr;  // [lq, lk], nonzero = may attend
   const float* additive_mask = nullptr;     // [lq, lk]
   std::size_t ldm = 0;
