@@ -3,6 +3,7 @@
     python bench/compare.py            # every section
     python bench/compare.py --quick    # fewer repeats, smaller sizes where a section allows
     python bench/compare.py --only dot_product,graph
+    python bench/compare.py --markdown docs/performance.md   # also write the docs' performance page
 
 Candidates run alternately on the same inputs; each figure is the median of the repeats;
 ratios (ruvector / peer, lower is better) are what to read: the machine is shared and noisy.
@@ -27,6 +28,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import ruvector as rv
 from harness import amx_tile_rates
+from report import machine_facts, write_markdown
 
 SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]
 
@@ -35,6 +37,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the run as a Markdown page (docs/performance.md) with an SVG plot beside it",
+    )
     args = parser.parse_args()
 
     try:
@@ -43,10 +50,10 @@ def main() -> int:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
+    started = time.strftime("%Y-%m-%d %H:%M")
     print(
         f"ruvector {rv.__version__} | SIMD backend {rv.get_simd_backend()} | threads {rv.get_num_threads()} | "
-        f"torch {torch_version} | {platform.processor() or platform.machine()} | "
-        f"{time.strftime('%Y-%m-%d %H:%M')}"
+        f"torch {torch_version} | {platform.processor() or platform.machine()} | {started}"
     )
     tiles = amx_tile_rates(0.01)
     if tiles:
@@ -59,21 +66,31 @@ def main() -> int:
     print()
     print("| section | case | ruvector ms | peer | peer ms | ratio | notes |")
     print("|---|---|---:|---|---:|---:|---|")
+    rows = []
+    skipped = []
     for name in args.only.split(","):
         try:
             module = importlib.import_module(f"compare_{name}")
         except ImportError as e:
             print(f"| {name} | skipped: {e} | | | | | |")
+            skipped.append((name, str(e)))
             continue
         for row in module.run(quick=args.quick):
-            ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
-            peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
-            notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
-            print(
-                f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |",
-                flush=True,
-            )
+            rows.append(row)
+            print(table_line(row), flush=True)
+    if args.markdown:
+        facts = machine_facts(torch_version, started)
+        write_markdown(args.markdown, sys.argv[1:], args.quick, facts, tiles, rows, skipped, table_line)
+        print(f"\nwrote {args.markdown}")
     return 0
+
+
+def table_line(row) -> str:
+    """One row of the table, as printed and as written to the Markdown page."""
+    ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+    peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
+    notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
+    return f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |"
 
 
 if __name__ == "__main__":
