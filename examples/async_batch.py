@@ -1,4 +1,4 @@
-"""Batch and async attention over many small graphs (ruvector, SPEC §5).
+"""Batch and async attention over many small graphs (ruvector, docs/contract.md §5).
 
 A toy "molecule screening" pipeline: 300 small random graphs (10–60 nodes each) are embedded by
 a GAT layer, their node-embedding sequences go through self-attention, and each graph is pooled

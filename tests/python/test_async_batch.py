@@ -1,4 +1,4 @@
-"""Async and batch calls of every mechanism on the one C++ pool (SPEC §5, issue 7).
+"""Async and batch calls of every mechanism on the one C++ pool (docs/contract.md §5, issue 7).
 
 Every mechanism: asyncio.gather of compute_async equals compute; stacked and ragged
 compute_batch (and compute_batch_async) equal per-item compute; a bad item raises before any

@@ -1,4 +1,4 @@
-"""DotProductAttention against a float64 NumPy reference, on every SIMD backend (SPEC §4)."""
+"""DotProductAttention against a float64 NumPy reference, on every SIMD backend (docs/contract.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Malformed input raises the typed errors of SPEC §6 with messages that say how to fix it."""
+"""Malformed input raises the typed errors of docs/contract.md §6 with messages that say how to fix it."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ def test_attention_output_checks_its_fields():
         rv.AttentionOutput(np.ones(2), None, [])
     out = rv.AttentionOutput(np.ones(2, np.float32), None, {"attention_type": "mine"})
     assert out.weights is None and out.metadata["attention_type"] == "mine"
-    # metadata always holds "attention_type" (SPEC §3): "custom" when a hand-made one has none;
+    # metadata always holds "attention_type" (docs/contract.md §3): "custom" when a hand-made one has none;
     # the caller's dict is copied, not changed
     assert rv.AttentionOutput(np.ones(2, np.float32)).metadata == {"attention_type": "custom"}
     given = {"note": 1}

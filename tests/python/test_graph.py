@@ -1,4 +1,4 @@
-"""GraphAttention (GAT / GATv2) and GraphStructure (SPEC §3–§5): against a float64 NumPy
+"""GraphAttention (GAT / GATv2) and GraphStructure (docs/contract.md §3–§5): against a float64 NumPy
 reference on every SIMD backend, against PyG's GATConv / GATv2Conv (skipped without
 torch_geometric), error paths, laziness, threads, pickling, batch and async."""
 
@@ -241,7 +241,7 @@ def test_graph_structure_forms_agree(rng):
         rv.GraphStructure(edges.astype(np.int32), np.int64(10), edge_features=feats.astype(np.float64)),
         rv.GraphStructure.from_edge_index(np.ascontiguousarray(edges.T), 10, edge_features=feats),
         rv.GraphStructure.from_edge_index(edges.T, 10, edge_features=feats),  # non-contiguous view
-        rv.GraphStructure.from_edge_index(ei=edges.T, num_nodes=10, edge_features=feats),  # the SPEC's name
+        rv.GraphStructure.from_edge_index(ei=edges.T, num_nodes=10, edge_features=feats),  # the contract's name
         rv.GraphStructure.from_edge_index(edge_index=edges.T, num_nodes=10, edge_features=feats),  # PyG's
     ]
     for g in graphs:

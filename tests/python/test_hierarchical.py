@@ -1,4 +1,4 @@
-"""HierarchicalAttention against a float64 NumPy reference, on every SIMD backend (SPEC §4)."""
+"""HierarchicalAttention against a float64 NumPy reference, on every SIMD backend (docs/contract.md §4)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def softmax(z):
 
 
 def hierarchical_reference(levels, level_weights=None, query=None, scale=None):
-    """Plain float64, straight from the formulas of SPEC §4."""
+    """Plain float64, straight from the formulas of docs/contract.md §4."""
     levels = [np.asarray(x, dtype=np.float64) for x in levels]
     d = levels[0].shape[1]
     if scale is None:

@@ -1,4 +1,4 @@
-"""Module-level functions (SPEC §2), config (SPEC §3) and environment variables."""
+"""Module-level functions (docs/contract.md §2), config (docs/contract.md §3) and environment variables."""
 
 from __future__ import annotations
 

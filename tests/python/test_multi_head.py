@@ -1,4 +1,4 @@
-"""MultiHeadAttention (SPEC §4): a float64 NumPy reference and torch.nn.MultiheadAttention
+"""MultiHeadAttention (docs/contract.md §4): a float64 NumPy reference and torch.nn.MultiheadAttention
 (eval mode, batch_first) with the same weights, on every SIMD backend; weights under torch's
 state_dict names; typed errors; dropout, batch, async, pickling and threads."""
 

@@ -1,4 +1,4 @@
-"""TemporalAttention against a float64 NumPy reference and torch SDPA, on every SIMD backend (SPEC §4)."""
+"""TemporalAttention against a float64 NumPy reference and torch SDPA, on every SIMD backend (docs/contract.md §4)."""
 
 from __future__ import annotations
 
