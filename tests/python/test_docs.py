@@ -24,7 +24,7 @@ OPTIONAL = {"torch": "torch", "torch_geometric": "torch_geometric.nn"}
 def read(path: pathlib.Path) -> str:
     if not path.exists():
         pytest.skip(f"{path.relative_to(ROOT)} is not in this copy of the tree")
-    return path.read_text()
+    return path.read_text(encoding="utf-8")
 
 
 def run_blocks(blocks: list[str], source: str) -> None:
@@ -49,12 +49,12 @@ def test_readme_python_blocks_run() -> None:
 
 
 def runnable_pages() -> list[pathlib.Path]:
-    return sorted(p for p in DOCS.rglob("*.md") if RUNNABLE.search(p.read_text()))  # none without docs/
+    return sorted(p for p in DOCS.rglob("*.md") if RUNNABLE.search(p.read_text(encoding="utf-8")))  # none without docs/
 
 
 @pytest.mark.parametrize("page", runnable_pages(), ids=lambda p: str(p.relative_to(DOCS)))
 def test_docs_runnable_blocks_run(page: pathlib.Path) -> None:
-    run_blocks(RUNNABLE.findall(page.read_text()), str(page.relative_to(ROOT)))
+    run_blocks(RUNNABLE.findall(page.read_text(encoding="utf-8")), str(page.relative_to(ROOT)))
 
 
 def test_readme_test_command_is_the_ci_command() -> None:
@@ -77,5 +77,7 @@ def test_readme_is_a_front_door() -> None:
 def test_pages_refer_to_nothing_outside_the_repository() -> None:
     pages = [p for p in (ROOT / "README.md", ROOT / "mkdocs.yml", *DOCS.rglob("*.md")) if p.exists()]
     outside = re.compile(r"SPEC\.md|\bSPEC\b|\.\./shared|/work/")
-    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in pages for m in outside.finditer(p.read_text())]
+    found = [
+        f"{p.relative_to(ROOT)}: {m.group(0)}" for p in pages for m in outside.finditer(p.read_text(encoding="utf-8"))
+    ]
     assert found == []
