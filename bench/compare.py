@@ -85,12 +85,16 @@ def main() -> int:
     return 0
 
 
-def table_line(row) -> str:
-    """One row of the table, as printed and as written to the Markdown page."""
+def table_line(row, markdown: bool = False) -> str:
+    """One row of the table, as printed, or for the Markdown page (a | inside a cell, as in the
+    notes' "max |Δ|", escaped so that it does not split the cell)."""
     ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
     peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
     notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
-    return f"| {row.section} | {row.case} | {row.ruvector_ms:.3f} | {row.peer} | {peer_ms} | {ratio} | {notes} |"
+    cells = [row.section, row.case, f"{row.ruvector_ms:.3f}", row.peer, peer_ms, ratio, notes]
+    if markdown:
+        cells = [cell.replace("|", "\\|") for cell in cells]
+    return "| " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def write_markdown(
     tiles: Sequence[float],
     rows: Sequence[Row],
     skipped: Sequence[tuple[str, str]],
-    table_line: Callable[[Row], str],
+    table_line: Callable[..., str],
 ) -> None:
     """Write the page to ``path`` and its plot beside it (``performance-ratios.svg``)."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -139,7 +139,7 @@ def write_markdown(
         "| section | case | ruvector ms | peer | peer ms | ratio | notes |",
         "|---|---|---:|---|---:|---:|---|",
     ]
-    lines += [table_line(row) for row in rows]
+    lines += [table_line(row, markdown=True) for row in rows]
     lines += [f"| {name} | skipped: {reason} | | | | | |" for name, reason in skipped]
     lines.append("")
     with open(path, "w") as f:
@@ -150,7 +150,9 @@ def write_markdown(
 
 def ratio_svg(rows: Sequence[Row]) -> str:
     """Horizontal bars of ruvector / peer on a log scale, a line at 1 (parity)."""
-    label_w, plot_w, bar_h, top = 520, 380, 18, 30
+    labels = [f"{row.section}: {row.case} — vs {row.peer}" for row in rows]
+    label_w = 12 + int(6.2 * max((len(label) for label in labels), default=20))  # ~6 px a character
+    plot_w, bar_h, top = 380, 18, 30
     lo, hi = 0.01, 10.0
     height = top + bar_h * len(rows) + 40
 
@@ -163,11 +165,11 @@ def ratio_svg(rows: Sequence[Row]) -> str:
         'font-family="sans-serif" font-size="11">',
         f'<text x="{label_w}" y="16" font-weight="bold">ruvector time / peer time (log scale, lower is better)</text>',
     ]
-    for i, row in enumerate(rows):
+    for i, (row, label) in enumerate(zip(rows, labels, strict=True)):
         y = top + i * bar_h
         ratio = row.ratio or 0.0
         colour = "#2b7bb9" if ratio <= 1 else "#d9822b"
-        label = escape(f"{row.section}: {row.case} — vs {row.peer}")
+        label = escape(label)
         out.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end">{label}</text>')
         x0, x1 = x(1.0), x(ratio)
         out.append(
