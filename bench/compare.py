@@ -5,8 +5,11 @@
     python bench/compare.py --only dot_product,graph
     python bench/compare.py --markdown docs/performance.md   # also write the docs' performance page
 
-Candidates run alternately on the same inputs; each figure is the median of the repeats;
-ratios (ruvector / peer, lower is better) are what to read: the machine is shared and noisy.
+Candidates run in blocks on the same inputs, taking turns (a warm-up call after each switch, then
+timed calls); each figure is the median block, with the fastest and slowest beside it. Ratios
+(ruvector / peer, lower is better) are what to read: the machine is shared and noisy. Each row
+also gives the time its workload would take at this run's measured ceilings (GEMM rate, exp
+rate, copy bandwidth) and the fraction of that limit each side reaches.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import ruvector as rv
-from harness import amx_tile_rates
-from report import machine_facts, write_markdown
+from harness import amx_tile_rates, measure_ceilings
+from report import TABLE_HEAD, machine_facts, table_line, write_markdown
 
 SECTIONS = ["dot_product", "multi_head", "graph", "temporal", "async"]
 
@@ -63,9 +66,10 @@ def main() -> int:
             + ". Another guest on the same core can slow them ~3×; the multi_head and dot_product rows "
             "note their own."
         )
+    limits = measure_ceilings(3 if args.quick else 5)
+    print(f"Ceilings this run: {limits.describe()}")
     print()
-    print("| section | case | ruvector ms | peer | peer ms | ratio | notes |")
-    print("|---|---|---:|---|---:|---:|---|")
+    print(TABLE_HEAD)
     rows = []
     skipped = []
     for name in args.only.split(","):
@@ -80,21 +84,9 @@ def main() -> int:
             print(table_line(row), flush=True)
     if args.markdown:
         facts = machine_facts(torch_version, started)
-        write_markdown(args.markdown, sys.argv[1:], args.quick, facts, tiles, rows, skipped, table_line)
+        write_markdown(args.markdown, sys.argv[1:], args.quick, facts, tiles, limits, rows, skipped)
         print(f"\nwrote {args.markdown}")
     return 0
-
-
-def table_line(row, markdown: bool = False) -> str:
-    """One row of the table, as printed, or for the Markdown page (a | inside a cell, as in the
-    notes' "max |Δ|", escaped so that it does not split the cell)."""
-    ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
-    peer_ms = f"{row.peer_ms:.3f}" if row.peer_ms is not None else ""
-    notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
-    cells = [row.section, row.case, f"{row.ruvector_ms:.3f}", row.peer, peer_ms, ratio, notes]
-    if markdown:
-        cells = [cell.replace("|", "\\|") for cell in cells]
-    return "| " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import ruvector as rv
-from harness import Row, TileWatch, peak_rss_growth, time_alternating, torch_or_none
+from harness import Row, TileWatch, Timing, limit_seconds, peak_rss_growth, time_blocks, torch_or_none
 
 _torch = torch_or_none
 
@@ -17,74 +17,74 @@ def _numpy_attention(q, k, v, scale):
     return s @ v, s
 
 
-def gemm_ceiling(repeats: int) -> dict[str, float]:
-    """GFLOP/s of a large float32 matmul in this run: the machine's practical ceiling."""
-    n = 2048
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    cands = {"numpy": lambda: a @ b}
-    torch = _torch()
-    if torch is not None:
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        cands["torch"] = lambda: ta @ tb
-    t = time_alternating(cands, repeats=repeats)
-    return {name: 2 * n**3 / s / 1e9 for name, s in t.items()}
+def _limit(lq: int, lk: int, d: int, weights: bool, causal: bool = False) -> float:
+    """Seconds at this run's ceilings: the two products over the allowed (query, key) pairs,
+    one exponential a pair, the inputs read and the output (and weights) written once."""
+    pairs = lq * (lq + 1) / 2 if causal else lq * lk
+    moved = 4.0 * (lq * d + 2 * lk * d + lq * d + (lq * lk if weights else 0))
+    return limit_seconds(4.0 * pairs * d, pairs, moved)
 
 
 def run(quick: bool = False) -> list[Row]:
-    repeats = 3 if quick else 7
+    blocks = 3 if quick else 7
     torch = _torch()
     rows: list[Row] = []
     rng = np.random.default_rng(1)
-    ceiling = gemm_ceiling(repeats)
-    best = max(ceiling.values())
-    rows.append(Row("gemm", "2048³ matmul ceiling", 0.0, extra={k: f"{v:.0f} GFLOP/s" for k, v in ceiling.items()}))
 
     attn = rv.DotProductAttention()
-    for length, dim, weights in [(1000, 512, True), (1000, 512, False), (4096, 64, True), (4096, 64, False)]:
+    cases = [(1000, 512, True, False), (1000, 512, False, False), (4096, 64, True, False), (4096, 64, False, False)]
+    cases += [(4096, 64, False, True)]
+    if not quick:
+        cases += [(16384, 64, False, False)]
+    for length, dim, weights, causal in cases:
         q, k, v = (rng.standard_normal((length, dim), dtype=np.float32) for _ in range(3))
         scale = 1 / np.sqrt(dim)
-        cands = {"ruvector": lambda q=q, k=k, v=v, weights=weights: attn.compute(q, k, v, need_weights=weights)}
+        cands = {
+            "ruvector": lambda q=q, k=k, v=v, weights=weights, causal=causal: attn.compute(
+                q, k, v, causal=causal, need_weights=weights
+            )
+        }
         peer = ""
         if torch is not None:
-            tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+            # [B, H, L, D] = [1, 1, L, D]: the layout SDPA's documentation and its fused CPU
+            # kernels expect (a 3-D [1, L, D] call takes a slower path in torch 2.13)
+            tq, tk, tv = (torch.from_numpy(x).view(1, 1, length, dim) for x in (q, k, v))
             if weights:  # torch's SDPA returns no weights: the matmul-softmax-matmul that does
-                peer = "torch matmul-softmax-matmul"
+                peer = "torch matmul-softmax-matmul [1,1,L,D]"
 
                 def torch_fn(tq=tq, tk=tk, tv=tv, scale=scale):
                     with torch.no_grad():
-                        w = torch.softmax((tq @ tk.T) * scale, dim=-1)
+                        w = torch.softmax((tq @ tk.transpose(-2, -1)) * scale, dim=-1)
                         return w @ tv, w
             else:
-                peer = "torch SDPA"
+                peer = f"torch SDPA [1,1,L,D]{' is_causal=True' if causal else ''}"
 
-                def torch_fn(tq=tq, tk=tk, tv=tv):
+                def torch_fn(tq=tq, tk=tk, tv=tv, causal=causal):
                     with torch.no_grad():
-                        return torch.nn.functional.scaled_dot_product_attention(tq[None], tk[None], tv[None])
+                        return torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
 
             cands["torch"] = torch_fn
-        if not quick or length <= 1000:
+        if length <= 1000 or (not quick and length <= 4096 and not causal):
             cands["numpy"] = lambda q=q, k=k, v=v, scale=scale: _numpy_attention(q, k, v, scale)
         watch = TileWatch()
-        t = time_alternating(cands, repeats=repeats, between=watch)
-        flops = 4.0 * length * length * dim
-        extra = {
-            "GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}",
-            "% of ceiling": f"{100 * flops / t['ruvector'] / 1e9 / best:.0f}",
-        }
+        t = time_blocks(cands, blocks=blocks, between=watch)
+        flops = 4.0 * length * length * dim * (0.5 if causal else 1.0)
+        extra = {"GFLOP/s": f"{flops / t['ruvector'].median / 1e9:.0f}"}
         if "numpy" in t:
-            extra["numpy ms"] = f"{t['numpy'] * 1e3:.2f}"
+            extra["numpy ms"] = f"{t['numpy'].median * 1e3:.2f}"
         if "torch" in t:
-            extra["torch GFLOP/s"] = f"{flops / t['torch'] / 1e9:.0f}"
+            extra["torch GFLOP/s"] = f"{flops / t['torch'].median / 1e9:.0f}"
         extra.update(watch.note())
+        case = f"L={length} D={dim}{' causal' if causal else ''} {'with' if weights else 'no'} weights"
         rows.append(
-            Row(
+            Row.timed(
                 "dot_product",
-                f"L={length} D={dim} {'with' if weights else 'no'} weights",
-                t["ruvector"] * 1e3,
+                case,
+                t["ruvector"],
                 peer,
-                t["torch"] * 1e3 if "torch" in t else None,
+                t.get("torch"),
                 extra,
+                _limit(length, length, dim, weights, causal),
             )
         )
 
@@ -106,8 +106,8 @@ q, k, v = (rng.standard_normal(({length}, {dim}), dtype=np.float32) for _ in ran
         peer_growth = peak_rss_growth(
             setup
             + "import torch\ntorch.set_num_threads(2)\nF = torch.nn.functional\n"
-            + "t = [torch.from_numpy(x)[None] for x in (q, k, v)]\n"
-            + "F.scaled_dot_product_attention(*(x[:, :8] for x in t))\n",
+            + "t = [torch.from_numpy(x)[None, None] for x in (q, k, v)]\n"
+            + "F.scaled_dot_product_attention(*(x[:, :, :8] for x in t))\n",
             "out = F.scaled_dot_product_attention(*t)",
         )
         extra["torch / input"] = f"{peer_growth / input_bytes:.2f}"
@@ -116,7 +116,7 @@ q, k, v = (rng.standard_normal(({length}, {dim}), dtype=np.float32) for _ in ran
             "dot_product",
             "L=8192 D=64 peak RSS growth (MB, no weights)",
             rv_growth / 1e6,
-            "torch SDPA" if torch is not None else "",
+            "torch SDPA [1,1,L,D]" if torch is not None else "",
             peer_growth / 1e6 if peer_growth is not None else None,
             extra,
         )
@@ -126,21 +126,22 @@ q, k, v = (rng.standard_normal(({length}, {dim}), dtype=np.float32) for _ in ran
     x = rng.standard_normal((2, 2), dtype=np.float32)
     cands = {"ruvector": lambda: attn.compute(x, x, x)}
     if torch is not None:
-        tx = torch.from_numpy(x)[None]
+        tx = torch.from_numpy(x)[None, None]
 
         def torch_tiny():
             with torch.no_grad():
                 return torch.nn.functional.scaled_dot_product_attention(tx, tx, tx)
 
         cands["torch"] = torch_tiny
-    t = time_alternating(cands, repeats=repeats, min_time=0.05)
+    t = time_blocks(cands, blocks=blocks, min_time=0.05)
+    tiny = {name: Timing(x.median * 1e3, x.low * 1e3, x.high * 1e3) for name, x in t.items()}  # µs in the ms column
     rows.append(
-        Row(
+        Row.timed(
             "dot_product",
             "2x2 call latency (µs, shown in ms column ×1000)",
-            t["ruvector"] * 1e6,
-            "torch SDPA" if torch is not None else "",
-            t["torch"] * 1e6 if "torch" in t else None,
+            tiny["ruvector"],
+            "torch SDPA [1,1,2,2]" if torch is not None else "",
+            tiny.get("torch"),
             {"unit": "µs"},
         )
     )
@@ -152,9 +153,9 @@ q, k, v = (rng.standard_normal(({length}, {dim}), dtype=np.float32) for _ in ran
     for name in available:
         rv.set_simd_backend(name)
         try:
-            times[name] = time_alternating(
-                {name: lambda: attn.compute(q, k, v, need_weights=False)}, repeats=max(3, repeats // 2)
-            )[name]
+            times[name] = time_blocks(
+                {name: lambda: attn.compute(q, k, v, need_weights=False)}, blocks=max(3, blocks // 2)
+            )[name].median
         finally:
             rv.set_simd_backend("auto")
     for name in available:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import ruvector as rv
-from harness import Row, TileWatch, time_alternating, torch_or_none
+from harness import Row, TileWatch, limit_seconds, time_blocks, torch_or_none
 
 _torch = torch_or_none
 
@@ -22,7 +22,7 @@ def _flops(lq: int, lk: int, e: int) -> float:
 
 
 def run(quick: bool = False) -> list[Row]:
-    repeats = 3 if quick else 9
+    blocks = 3 if quick else 7
     e, heads, length = 512, 8, 1000
     rng = np.random.default_rng(4)
     torch = _torch()
@@ -61,19 +61,23 @@ def run(quick: bool = False) -> list[Row]:
                 theirs = torch_fn()
                 np.testing.assert_allclose(ours.values, theirs[0][0].numpy(), rtol=1e-3, atol=1e-4)
             watch = TileWatch()
-            t = time_alternating(cands, repeats=repeats, between=watch)
+            t = time_blocks(cands, blocks=blocks, between=watch)
             flops = _flops(length, length, e)
+            # inputs and weights read, output (and head-averaged weights) written once
+            moved = 4.0 * (3 * length * e + 4 * e * e + length * e + (length * length if weights else 0))
+            limit = limit_seconds(flops, heads * length * length, moved)
             case = f"E={e} H={heads} L={length} {'cross' if cross else 'self'}-attn, " + (
                 "weights" if weights else "no weights"
             )
             rows.append(
-                Row(
+                Row.timed(
                     "multi_head",
                     case,
-                    t["ruvector"] * 1e3,
-                    "torch nn.MultiheadAttention" if module is not None else "",
-                    t["torch"] * 1e3 if module is not None else None,
-                    {"GFLOP/s": f"{flops / t['ruvector'] / 1e9:.0f}", **watch.note()},
+                    t["ruvector"],
+                    "torch nn.MultiheadAttention(batch_first) eval, no_grad" if module is not None else "",
+                    t.get("torch"),
+                    {"GFLOP/s": f"{flops / t['ruvector'].median / 1e9:.0f}", **watch.note()},
+                    limit,
                 )
             )
     return rows

@@ -84,17 +84,17 @@ def _temporal_rows(quick: bool, repeats: int, torch) -> list[Row]:
         peers = {"temporal": temporal}
         torch_peer = ""
         if torch is not None:
-            tx = torch.from_numpy(x)[None]
-            tbias = torch.from_numpy(temporal_bias(t, lam, causal, window))[None]
+            tx = torch.from_numpy(x)[None, None]  # [B, H, T, D]: SDPA's fast layout
+            tbias = torch.from_numpy(temporal_bias(t, lam, causal, window))[None, None]
             if weights:  # SDPA returns no weights: the matmul-softmax-matmul that does
-                torch_peer = "torch matmul+bias-softmax-matmul"
+                torch_peer = "torch matmul+bias-softmax-matmul [1,1,T,D]"
 
                 def torch_fn(tx=tx, tbias=tbias):
                     with torch.no_grad():
-                        w = torch.softmax((tx @ tx.transpose(1, 2)) * scale + tbias, dim=-1)
+                        w = torch.softmax((tx @ tx.transpose(-2, -1)) * scale + tbias, dim=-1)
                         return w @ tx, w
             else:
-                torch_peer = "torch SDPA + additive bias"
+                torch_peer = "torch SDPA [1,1,T,D] + additive bias"
 
                 def torch_fn(tx=tx, tbias=tbias):
                     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Timing helpers for bench/compare.py and its per-mechanism row modules.
 
-The machines are shared and noisy: candidates run alternately, each repeated, and only the
-medians are compared, as ratios within one run.
+The machines are shared and noisy: candidates run in blocks, taking turns, each repeated; the
+medians are compared, as ratios within one run, beside the run's own ceilings.
 """
 
 from __future__ import annotations
@@ -16,9 +16,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of one candidate: the median over its blocks, and the fastest and
+    slowest block."""
+
+    median: float
+    low: float
+    high: float
+
+    def ms(self) -> tuple[float, float, float]:
+        return self.median * 1e3, self.low * 1e3, self.high * 1e3
+
+
 @dataclass
 class Row:
-    """One line of the table: ruvector against one peer on one workload."""
+    """One line of the table: ruvector against one peer on one workload.
+
+    ``limit_ms`` is the time the workload would take at this run's ceilings (GEMM rate, exp
+    rate, memory bandwidth; see :func:`limit_seconds`), so the fraction of the machine that each
+    side reaches is printed beside the ratio."""
 
     section: str
     case: str
@@ -26,54 +43,160 @@ class Row:
     peer: str = ""
     peer_ms: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    ruvector_range: tuple[float, float] | None = None
+    peer_range: tuple[float, float] | None = None
+    limit_ms: float | None = None
 
     @property
     def ratio(self) -> float | None:
         return None if not self.peer_ms else self.ruvector_ms / self.peer_ms
 
+    @classmethod
+    def timed(
+        cls,
+        section: str,
+        case: str,
+        ours: Timing,
+        peer: str = "",
+        theirs: Timing | None = None,
+        extra: dict[str, str] | None = None,
+        limit: float | None = None,
+    ) -> Row:
+        """A row from block timings (seconds) and the workload's limit (seconds, or None)."""
+        return cls(
+            section,
+            case,
+            ours.median * 1e3,
+            peer,
+            theirs.median * 1e3 if theirs is not None else None,
+            dict(extra or {}),
+            (ours.low * 1e3, ours.high * 1e3),
+            (theirs.low * 1e3, theirs.high * 1e3) if theirs is not None else None,
+            limit * 1e3 if limit is not None else None,
+        )
 
-def time_alternating(
+
+def time_blocks(
     candidates: dict[str, Callable[[], object]],
-    repeats: int = 7,
+    blocks: int = 5,
+    calls: int = 3,
     warmup: int = 1,
     min_time: float = 0.0,
     settle: float = 0.01,
     between: Callable[[], object] | None = None,
-) -> dict[str, float]:
-    """Median seconds per call of each candidate, run in alternation (A B C A B C ...).
+) -> dict[str, Timing]:
+    """Per-call seconds of each candidate, timed in blocks: A's block, then B's, ... ``blocks``
+    rounds. A block is ``warmup`` untimed calls (the first after switching candidates pays for
+    caches and for the other candidate's threads winding down), then ``calls`` timed calls, or
+    as many as fill ``min_time`` seconds (microsecond-scale calls); its figure is the time per
+    call. Returns the median block and the fastest and slowest.
 
-    With ``min_time`` > 0 each sample loops the call until that many seconds have passed
-    (for microsecond-scale calls) and reports the per-call time.
-
-    Before each sample the calling thread busy-waits ``settle`` seconds. OpenMP runtimes
-    (torch's, OpenBLAS's) keep their threads spinning for a few milliseconds after a call, and
-    whichever candidate ran next shared the two cores with them (measured: ruvector's
-    100-item batch took 12-14 ms right after torch's SDPA, 10.2-10.7 ms after the pause). The
-    pause spins rather than sleeps: after a sleep this VM's CPUs come back slower for a while.
+    Before each block the calling thread busy-waits ``settle`` seconds: OpenMP runtimes (torch's,
+    OpenBLAS's) keep their threads spinning for a few milliseconds after a call, and whichever
+    candidate ran next shared the two cores with them (measured: ruvector's 100-item batch took
+    12-14 ms right after torch's SDPA, 10.2-10.7 ms after the pause). The pause spins rather than
+    sleeps: after a sleep this VM's CPUs come back slower for a while.
 
     ``between``, when given, runs after each round, outside the timed calls (a TileWatch).
     """
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
+    for _ in range(blocks):
         for name, fn in candidates.items():
             settled = time.perf_counter() + settle
             while time.perf_counter() < settled:
                 pass
-            calls = 0
+            for _ in range(warmup):
+                fn()
+            count = 0
             start = time.perf_counter()
             while True:
                 fn()
-                calls += 1
+                count += 1
                 elapsed = time.perf_counter() - start
-                if elapsed >= min_time:
+                if count >= calls and elapsed >= min_time:
                     break
-            samples[name].append(elapsed / calls)
+            samples[name].append(elapsed / count)
         if between is not None:
             between()
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return {name: Timing(statistics.median(s), min(s), max(s)) for name, s in samples.items()}
+
+
+def time_alternating(candidates: dict[str, Callable[[], object]], repeats: int = 7, **kwargs) -> dict[str, float]:
+    """Median seconds per call of each candidate: :func:`time_blocks` with ``repeats`` blocks,
+    for rows that print medians only."""
+    return {name: t.median for name, t in time_blocks(candidates, blocks=repeats, **kwargs).items()}
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """This run's practical limits, measured beside the rows: the float32 GEMM rate of the best
+    library here (NumPy's BLAS or torch's MKL, same thread count as ruvector), a vectorised
+    exp's rate on data in cache (torch.exp, else NumPy) and the memory bandwidth of a large copy."""
+
+    gemm_gflops: dict[str, float]
+    exp_per_s: float
+    exp_by: str
+    bandwidth_gbs: float
+
+    @property
+    def gemm_best(self) -> float:
+        return max(self.gemm_gflops.values())
+
+    def describe(self) -> str:
+        gemm = ", ".join(f"{k} {v:.0f}" for k, v in self.gemm_gflops.items())
+        return (
+            f"GEMM 2048³ GFLOP/s: {gemm}; exp ({self.exp_by}, in cache) {self.exp_per_s / 1e9:.2f} G/s; "
+            f"copy bandwidth {self.bandwidth_gbs:.1f} GB/s"
+        )
+
+
+_ceilings: Ceilings | None = None
+
+
+def measure_ceilings(blocks: int = 5) -> Ceilings:
+    """Measures the ceilings now (and keeps them for :func:`limit_seconds`)."""
+    import numpy as np
+
+    global _ceilings
+    rng = np.random.default_rng(0)
+    n = 2048
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    cands: dict[str, Callable[[], object]] = {"numpy": lambda: a @ b}
+    torch = torch_or_none()
+    if torch is not None:
+        ta, tb, tc = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
+        cands["torch"] = lambda: torch.matmul(ta, tb, out=tc)
+    gemm = {name: 2 * n**3 / t.median / 1e9 for name, t in time_blocks(cands, blocks=blocks, calls=2).items()}
+
+    # exp on 64 Ki floats (256 KB: in L2), enough elements that torch splits it over its threads
+    x = rng.uniform(-10, 10, 1 << 16).astype(np.float32)
+    y = np.empty_like(x)
+    if torch is not None:
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        exp_fn, exp_by = (lambda: torch.exp(tx, out=ty)), "torch.exp"
+    else:
+        exp_fn, exp_by = (lambda: np.exp(x, out=y)), "numpy.exp"
+    exp_t = time_blocks({"exp": exp_fn}, blocks=blocks, calls=20, min_time=0.01)["exp"]
+
+    # a copy of 256 MB: read once, written once
+    src = np.ones(1 << 26, dtype=np.float32)
+    dst = np.empty_like(src)
+    copy_t = time_blocks({"copy": lambda: np.copyto(dst, src)}, blocks=3, calls=2)["copy"]
+    _ceilings = Ceilings(gemm, x.size / exp_t.median, exp_by, 2 * src.nbytes / copy_t.median / 1e9)
+    return _ceilings
+
+
+def ceilings() -> Ceilings:
+    """This run's ceilings, measured on first use."""
+    return _ceilings if _ceilings is not None else measure_ceilings()
+
+
+def limit_seconds(flops: float, exps: float = 0.0, bytes_moved: float = 0.0) -> float:
+    """The time a workload would take at this run's ceilings: its multiply-adds at the best GEMM
+    rate, its exponentials at the exp rate and the bytes it must read or write at the copy
+    bandwidth, one after the other (an attention call overlaps little of them)."""
+    c = ceilings()
+    return flops / (c.gemm_best * 1e9) + exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
 
 
 def amx_tile_rates(seconds: float = 0.002) -> list[float]:

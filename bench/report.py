@@ -1,6 +1,6 @@
 """The Markdown page and SVG plot that ``bench/compare.py --markdown PATH`` writes.
 
-The page is docs/performance.md: the run's machine facts, GEMM ceilings and AMX tile rates, the
+The page is docs/performance.md: the run's machine facts, ceilings (GEMM, exp, bandwidth) and AMX tile rates, the
 table exactly as compare.py prints it, and a plot of the ratios (an SVG written here, so the
 bench extra needs no plotting library). How the rows are measured and what is known about them
 is in docs/design/performance-notes.md, which the page links to.
@@ -12,13 +12,13 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
 
 import ruvector as rv
-from harness import Row
+from harness import Ceilings, Row
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,9 +76,9 @@ def write_markdown(
     quick: bool,
     facts: dict[str, str],
     tiles: Sequence[float],
+    limits: Ceilings,
     rows: Sequence[Row],
     skipped: Sequence[tuple[str, str]],
-    table_line: Callable[..., str],
 ) -> None:
     """Write the page to ``path`` and its plot beside it (``performance-ratios.svg``)."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -112,14 +112,12 @@ def write_markdown(
         ]
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in facts.items()]
-    ceilings = [row for row in rows if row.section == "gemm"]
     lines += ["", "## Ceilings", ""]
-    if ceilings:
-        for row in ceilings:
-            rates = ", ".join(f"{k} {v}" for k, v in row.extra.items())
-            lines.append(f"- {row.case}: {rates} (the practical GEMM ceiling now).")
-    else:
-        lines.append("- GEMM ceiling: not measured in this run (the dot_product section measures it).")
+    lines.append(f"- Measured at the start of this run: {limits.describe()}.")
+    lines.append(
+        "- Each row's *limit* is its multiply-adds at the best GEMM rate plus its exponentials at the"
+        " exp rate plus the bytes it must move at the copy bandwidth."
+    )
     if tiles:
         lines.append(
             "- AMX tiles when the run started (float32-equivalent GFLOP/s per CPU, operands in L1): "
@@ -136,11 +134,10 @@ def write_markdown(
         "",
         "## Table",
         "",
-        "| section | case | ruvector ms | peer | peer ms | ratio | notes |",
-        "|---|---|---:|---|---:|---:|---|",
+        *TABLE_HEAD.splitlines(),
     ]
     lines += [table_line(row, markdown=True) for row in rows]
-    lines += [f"| {name} | skipped: {reason} | | | | | |" for name, reason in skipped]
+    lines += [f"| {name} | skipped: {reason} | | | | | | | |" for name, reason in skipped]
     lines.append("")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -189,3 +186,43 @@ def ratio_svg(rows: Sequence[Row]) -> str:
 
 if __name__ == "__main__":
     sys.exit("run bench/compare.py --markdown PATH")
+
+
+TABLE_HEAD = (
+    "| section | case | ruvector ms (min–max) | peer | peer ms (min–max) | ratio | limit ms "
+    "| % of limit ruvector / peer | notes |\n"
+    "|---|---|---:|---|---:|---:|---:|---:|---|"
+)
+
+
+def table_line(row, markdown: bool = False) -> str:
+    """One row of the table, as printed, or for the Markdown page (a | inside a cell, as in the
+    notes' "max |Δ|", escaped so that it does not split the cell)."""
+
+    def timed(ms, span):
+        if ms is None:
+            return ""
+        return f"{ms:.3f} ({span[0]:.3f}–{span[1]:.3f})" if span is not None else f"{ms:.3f}"
+
+    ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
+    limit = f"{row.limit_ms:.3f}" if row.limit_ms is not None else ""
+    reached = ""
+    if row.limit_ms is not None:
+        reached = f"{100 * row.limit_ms / row.ruvector_ms:.0f}%"
+        if row.peer_ms:
+            reached += f" / {100 * row.limit_ms / row.peer_ms:.0f}%"
+    notes = ", ".join(f"{k} {v}" for k, v in row.extra.items())
+    cells = [
+        row.section,
+        row.case,
+        timed(row.ruvector_ms, row.ruvector_range),
+        row.peer,
+        timed(row.peer_ms, row.peer_range),
+        ratio,
+        limit,
+        reached,
+        notes,
+    ]
+    if markdown:
+        cells = [cell.replace("|", "\\|") for cell in cells]
+    return "| " + " | ".join(cells) + " |"
