@@ -16,6 +16,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ruvector/errors.hpp"
@@ -70,26 +71,25 @@ std::size_t default_threads();
 
 class Pool {
  public:
+  // Throws InvalidConfig when the system will not start `threads` threads (a pids or thread
+  // limit, or an address-space limit too small for their stacks); the threads that did start
+  // are stopped and joined first, so nothing refers to the half-made pool.
   explicit Pool(std::size_t threads)
       : size_(threads), busy_limit_(static_cast<std::ptrdiff_t>(std::min(threads, default_threads()))) {
-    workers_.reserve(threads);
-    for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
+    try {
+      workers_.reserve(threads);
+      for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
+    } catch (const std::exception& e) {
+      const std::size_t started = workers_.size();
+      stop_and_join();
+      throw InvalidConfig("could not start " + std::to_string(threads) + " threads (" + std::to_string(started) +
+                          " started, then: " + e.what() +
+                          "); the process's thread or memory limits (ulimit -u, ulimit -v, a pids cgroup) "
+                          "allow fewer: choose a smaller num_threads");
+    }
   }
 
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (auto& w : workers_) {
-      if (w.get_id() == std::this_thread::get_id())
-        w.detach();
-      else if (w.joinable())
-        w.join();
-    }
-  }
+  ~Pool() { stop_and_join(); }
 
   std::size_t size() const noexcept { return size_; }
 
@@ -156,6 +156,21 @@ class Pool {
     }
   }
 
+  void stop_and_join() noexcept {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) {
+      if (w.get_id() == std::this_thread::get_id())
+        w.detach();
+      else if (w.joinable())
+        w.join();
+    }
+  }
+
   std::size_t size_;
   std::ptrdiff_t busy_limit_;
   std::vector<std::thread> workers_;
@@ -215,7 +230,8 @@ const bool g_atfork_registered = [] {
 // outlive the task it is running) or a thread holding Python's GIL, which a queued async call
 // needs in order to finish (a deadlock). So the join always happens on a short-lived thread.
 std::shared_ptr<Pool> make_pool(std::size_t threads) {
-  return std::shared_ptr<Pool>(new Pool(threads), [](Pool* retired) {
+  auto made = std::make_unique<Pool>(threads);  // throws InvalidConfig with nothing left running
+  return std::shared_ptr<Pool>(made.release(), [](Pool* retired) {
     try {
       std::thread([retired] { delete retired; }).detach();
     } catch (const std::system_error&) {
@@ -226,8 +242,22 @@ std::shared_ptr<Pool> make_pool(std::size_t threads) {
 
 std::shared_ptr<Pool> pool() {
   std::lock_guard<std::mutex> lock(g_pool_mutex);
-  if (!g_pool) g_pool = make_pool(g_requested ? g_requested : default_threads());
-  return g_pool;
+  if (g_pool) return g_pool;
+  if (g_requested) {
+    g_pool = make_pool(g_requested);
+    return g_pool;
+  }
+  // The default size is a wish, not a request: where the system will not start that many
+  // threads, a smaller pool works (a forked child under a tighter limit, say). One worker is
+  // the least there is; if even that fails the error reaches the caller.
+  for (std::size_t n = default_threads();; n = (n + 1) / 2) {
+    try {
+      g_pool = make_pool(n);
+      return g_pool;
+    } catch (const InvalidConfig&) {
+      if (n == 1) throw;
+    }
+  }
 }
 
 // The helper slots left to one capped region (a parallel_for given max_workers, with everything
@@ -297,10 +327,15 @@ void set_num_threads(std::size_t n) {
   std::shared_ptr<Pool> old;
   {
     std::lock_guard<std::mutex> lock(g_pool_mutex);
+    if (g_pool && g_pool->size() == n) {
+      g_requested = n;
+      return;
+    }
+    // The new pool is made before the old one is let go: when its threads cannot start, the
+    // error leaves the previous pool (and setting) as they were.
+    std::shared_ptr<Pool> made = make_pool(n);
     g_requested = n;
-    if (g_pool && g_pool->size() == n) return;
-    old = std::move(g_pool);
-    g_pool = make_pool(n);
+    old = std::exchange(g_pool, std::move(made));
   }
   // `old` finishes its queued tasks and joins when the last holder lets go (see make_pool).
 }
@@ -313,7 +348,11 @@ void init_threads_from_env() {
   if (end == env || *end != '\0' || n < 1 || n > 4096)
     throw InvalidConfig(std::string("RUVECTOR_NUM_THREADS=") + env +
                         " is not a thread count: set it to an integer from 1 to 4096, or unset it");
-  set_num_threads(static_cast<std::size_t>(n));
+  try {
+    set_num_threads(static_cast<std::size_t>(n));
+  } catch (const InvalidConfig& e) {  // the system would not start that many threads
+    throw InvalidConfig(std::string("RUVECTOR_NUM_THREADS=") + env + ": " + e.what() + ", or unset it");
+  }
 }
 
 bool in_pool_worker() noexcept {

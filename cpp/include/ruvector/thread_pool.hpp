@@ -9,7 +9,8 @@ namespace ruvector {
 
 // Number of threads that compute at once (the caller counts as one).
 std::size_t get_num_threads();
-// Resize the pool (n >= 1). Throws InvalidConfig for n < 1.
+// Resize the pool (1 <= n <= 4096). Throws InvalidConfig for n out of range, or when the system
+// will not start n threads; the previous pool then stays in use.
 void set_num_threads(std::size_t n);
 // Reads RUVECTOR_NUM_THREADS when set; throws InvalidConfig naming the variable when invalid.
 void init_threads_from_env();
