@@ -39,6 +39,44 @@ bool is_plain_float32(py::handle obj) {
   return (a.flags() & py::array::c_style) && (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
 }
 
+// Any array-like as a NumPy array, without a copy where NumPy can view it. ndarrays, buffer
+// and __array_interface__ objects go to numpy.asarray; __dlpack__ producers (torch tensors,
+// JAX/CuPy arrays, ...) are checked to be on the CPU and viewed with numpy.from_dlpack. A torch
+// tensor that requires grad is read as .detach() would give it (the same memory): serving
+// reads values, it never differentiates, and torch's own __dlpack__ refuses such tensors.
+py::array as_numpy(py::handle obj, const char* name, const char* shape_hint) {
+  if (py::isinstance<py::array>(obj)) return py::reinterpret_borrow<py::array>(obj);
+  try {
+    py::object source = py::reinterpret_borrow<py::object>(obj);
+    if (py::hasattr(source, "__dlpack_device__") && py::hasattr(source, "__dlpack__")) {
+      const py::tuple device = source.attr("__dlpack_device__")();
+      constexpr int kDLCPU = 1;
+      if (device.size() < 1 || device[0].cast<int>() != kDLCPU) {
+        std::string where = py::hasattr(source, "device") ? std::string(py::str(source.attr("device")))
+                                                          : "DLPack device " + std::string(py::str(device));
+        throw InvalidInput(std::string(name) + " is on " + where +
+                           "; ruvector computes on the CPU: move it there first (e.g. tensor.cpu())");
+      }
+      if (py::hasattr(source, "requires_grad") && py::hasattr(source, "detach") &&
+          py::bool_(source.attr("requires_grad")))
+        source = source.attr("detach")();
+      try {
+        return py::reinterpret_borrow<py::array>(numpy().attr("from_dlpack")(source));
+      } catch (py::error_already_set& e) {
+        // a layout DLPack cannot export (e.g. a torch tensor with negative strides or the
+        // conjugate bit): NumPy's own conversion below copies it
+        if (!e.matches(PyExc_BufferError) && !e.matches(PyExc_TypeError) && !e.matches(PyExc_RuntimeError)) throw;
+      }
+    }
+    return py::reinterpret_borrow<py::array>(numpy().attr("asarray")(source));
+  } catch (py::error_already_set& e) {
+    // KeyboardInterrupt, MemoryError and other BaseExceptions that are not about the input pass
+    if (!e.matches(PyExc_Exception) || e.matches(PyExc_MemoryError)) throw;
+    throw InvalidInput(std::string(name) + " could not be read as an array " + shape_hint +
+                       " (ragged nested lists?): " + e.what());
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -71,14 +109,7 @@ FloatArray to_float_array(py::handle obj, const char* name, int ndim, const char
   } else {
     if (is_non_array(obj))
       throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
-    py::object converted;
-    try {
-      converted = numpy().attr("asarray")(obj);
-    } catch (py::error_already_set& e) {
-      throw InvalidInput(std::string(name) + " could not be read as an array " + shape_hint +
-                         " (ragged nested lists?): " + e.what());
-    }
-    py::array a = py::reinterpret_borrow<py::array>(converted);
+    py::array a = as_numpy(obj, name, shape_hint);
     const char kind = a.dtype().kind();
     if (kind == 'c')
       throw InvalidInput(std::string(name) + " is complex; pass real values (e.g. x.real) as a float array " +
@@ -113,12 +144,7 @@ FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint) {
 py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint, bool shift_integers) {
   if (is_non_array(obj))
     throw InvalidInput(std::string(name) + " must be a float array " + shape_hint + ", got " + type_name(obj));
-  py::array a;
-  try {
-    a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
-  } catch (py::error_already_set& e) {
-    throw InvalidInput(std::string(name) + " could not be read as an array " + shape_hint + ": " + e.what());
-  }
+  py::array a = as_numpy(obj, name, shape_hint);
   const char kind = a.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
     throw InvalidInput(std::string(name) + " must hold real numbers " + shape_hint + ", got dtype " +
@@ -202,12 +228,7 @@ MaskArray to_mask(py::handle obj, const char* name) {
   if (obj.is_none()) return out;
   if (py::isinstance<py::str>(obj) || py::isinstance<py::dict>(obj))
     throw InvalidInput(std::string(name) + " must be a boolean or float array [Lq, Lk], got " + type_name(obj));
-  py::array a;
-  try {
-    a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
-  } catch (py::error_already_set& e) {
-    throw InvalidInput(std::string(name) + " could not be read as an array [Lq, Lk]: " + e.what());
-  }
+  py::array a = as_numpy(obj, name, "[Lq, Lk]");
   if (a.ndim() != 2)
     throw DimensionMismatch(std::string(name) + " must be 2-D [Lq, Lk], got a " + std::to_string(a.ndim()) +
                                 "-D array of shape " + shape_of(a),
