@@ -1,5 +1,5 @@
 // The kernel table: raw-pointer, noexcept kernels compiled once per ISA
-// (kernels_<isa>.cpp, all from kernels_impl.hpp). Front ends validate everything first;
+// (kernels_<isa>.cpp, all from the headers isa_table.hpp gathers). Front ends validate everything first;
 // kernels know nothing of Python, Eigen or errors.
 #pragma once
 

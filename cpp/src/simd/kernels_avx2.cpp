@@ -9,7 +9,7 @@
 #define RUVECTOR_XSIMD_ARCH xsimd::fma3<xsimd::avx2>
 #define RUVECTOR_MR 6
 #define RUVECTOR_NV 2
-#include "kernels_impl.hpp"
+#include "isa_table.hpp"
 
 namespace ruvector::simd {
 const KernelTable& kernels_avx2() noexcept {

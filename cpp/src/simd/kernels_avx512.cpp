@@ -9,7 +9,10 @@
 #define RUVECTOR_XSIMD_ARCH xsimd::avx512bw
 #define RUVECTOR_MR 12
 #define RUVECTOR_NV 2
-#include "kernels_impl.hpp"
+#include "isa_table.hpp"
+#if defined(RUVECTOR_AMX)
+#include "amx/tile_probe.hpp"
+#endif
 
 namespace ruvector::simd {
 const KernelTable& kernels_avx512() noexcept {

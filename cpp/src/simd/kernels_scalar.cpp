@@ -4,7 +4,7 @@
 #define RUVECTOR_SCALAR 1
 #define RUVECTOR_MR 4
 #define RUVECTOR_NV 8
-#include "kernels_impl.hpp"
+#include "isa_table.hpp"
 
 namespace ruvector::simd {
 const KernelTable& kernels_scalar() noexcept {
