@@ -28,22 +28,7 @@ std::vector<Backend> supported_backends() {
 }
 
 const KernelTable& table(Backend b) {
-  switch (b) {
-#ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2:
-      return ruvector::simd::kernels_avx2();
-#endif
-#ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512:
-      return ruvector::simd::kernels_avx512();
-#endif
-#ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon:
-      return ruvector::simd::kernels_neon();
-#endif
-    default:
-      return ruvector::simd::kernels_scalar();
-  }
+  return *ruvector::simd::built_kernels(b);  // the tests run only supported (hence built) backends
 }
 
 std::vector<float> random_vector(std::size_t n, unsigned seed) {

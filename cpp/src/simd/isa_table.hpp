@@ -1,5 +1,5 @@
-// Fills this ISA's kernel tables (kernels.hpp, graph_kernels.hpp) from the per-ISA kernels
-// (see vec.hpp).
+// Fills this ISA's kernel table (kernels.hpp) from the per-ISA kernels (see vec.hpp): the one
+// place that lists them.
 #pragma once
 
 #include "flash_attention.hpp"
@@ -16,12 +16,8 @@ const KernelTable& table() noexcept {
       RUVECTOR_ISA_NAME,       &dot_kernel,        &axpy_kernel,    &max_kernel,
       &exp_shift_sum_kernel,   &scale_kernel,      &softmax_kernel, &gemm_kernel,
       &flash_attention_kernel, &all_finite_kernel,
+      GraphKernels{&transform_kernel, &gat_kernel},
   };
-  return t;
-}
-
-const GraphKernelTable& graph_table() noexcept {
-  static const GraphKernelTable t{RUVECTOR_ISA_NAME, &transform_kernel, &gat_kernel};
   return t;
 }
 

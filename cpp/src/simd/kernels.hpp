@@ -6,6 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "graph_kernels.hpp"
+#include "ruvector/simd.hpp"
+
 namespace ruvector::simd {
 
 // How a kernel spreads independent tasks over the pool without knowing about it.
@@ -115,9 +118,11 @@ struct KernelTable {
   bool (*flash_attention)(const FlashParams& p, const Parallel& par) noexcept;
   // Whether x holds no NaN and no ±inf.
   bool (*all_finite)(const float* x, std::size_t n) noexcept;
+  GraphKernels graph;
 };
 
-// Defined in kernels_<isa>.cpp when that ISA is built.
+// Each ISA's table, filled in isa_table.hpp; defined in kernels_<isa>.cpp when that ISA is
+// built (built_kernels looks them up).
 const KernelTable& kernels_scalar() noexcept;
 const KernelTable& kernels_avx2() noexcept;
 const KernelTable& kernels_avx512() noexcept;
@@ -125,6 +130,8 @@ const KernelTable& kernels_neon() noexcept;
 // amx_tile_gflops (ruvector/simd.hpp); defined in AMX builds of kernels_avx512.cpp.
 double avx512_tile_gflops(double seconds) noexcept;
 
+// The table of backend b, or null when this build lacks it (whatever the CPU supports).
+const KernelTable* built_kernels(Backend b) noexcept;
 // The table of the backend in use (simd_dispatch.cpp).
 const KernelTable& active_kernels() noexcept;
 

@@ -16,9 +16,3 @@ const KernelTable& kernels_avx2() noexcept {
   return isa_avx2::table();
 }
 }  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_avx2() noexcept {
-  return isa_avx2::graph_table();
-}
-}  // namespace ruvector::simd

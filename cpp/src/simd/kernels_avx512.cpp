@@ -24,9 +24,3 @@ double avx512_tile_gflops(double seconds) noexcept {
 }
 #endif
 }  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_avx512() noexcept {
-  return isa_avx512::graph_table();
-}
-}  // namespace ruvector::simd

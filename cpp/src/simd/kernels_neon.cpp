@@ -14,9 +14,3 @@ const KernelTable& kernels_neon() noexcept {
   return isa_neon::table();
 }
 }  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_neon() noexcept {
-  return isa_neon::graph_table();
-}
-}  // namespace ruvector::simd

@@ -11,9 +11,3 @@ const KernelTable& kernels_scalar() noexcept {
   return isa_scalar::table();
 }
 }  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_scalar() noexcept {
-  return isa_scalar::graph_table();
-}
-}  // namespace ruvector::simd
