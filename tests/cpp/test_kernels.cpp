@@ -230,7 +230,7 @@ TEST_P(Kernels, FlashAttentionMatchesNaive) {
           ruvector::simd::FlashParams p = flash_params(q, kk, v, out, lq, lk, d, dv, 0.3f);
           p.weights = weights ? w.data() : nullptr;
           p.ldw = lk;
-          p.causal = causal;
+          p.mask.causal = causal;
           ASSERT_TRUE(k().flash_attention(p, {}));
           for (std::size_t i = 0; i < lq; ++i) {
             std::vector<double> sc(lk);

@@ -61,7 +61,7 @@ void weights_block(const FlashParams& p, const float* kp, const float* vp, std::
   const std::size_t qb = q1 - q0;
   const std::size_t kend = key_end(p, q1);
   gemm_packed(qb, kend, p.d, p.q + q0 * p.ldq, p.ldq, kp, p.d * NR, NR, w, ldw, false, nullptr);
-  const bool full_scoring = p.additive_mask || p.bool_mask || p.times || p.causal;
+  const bool full_scoring = p.mask.additive || p.mask.boolean || p.time.stamps || p.mask.causal;
   // Rows with nothing to attend to: their values are zeros, set after the V product (0·inf in
   // V would otherwise give NaN there).
   bool dead[kQueryBlock] = {};
@@ -85,7 +85,7 @@ void weights_block(const FlashParams& p, const float* kp, const float* vp, std::
       sum = exp_max_shift_sum_kernel(row, kend, m);
     }
     scale_kernel(row, kend, 1.0f / sum);
-    if (p.dropout > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
+    if (p.dropout.rate > 0.0f) dropout_row(p, q0 + r, 0, row, kend);
   }
   gemm_packed(qb, p.dv, kend, w, ldw, vp, vp_stride, vp_ld, p.out + q0 * p.ldo, p.ldo, false, nullptr);
   for (std::size_t r = 0; r < qb; ++r)
@@ -125,22 +125,22 @@ void weights_task(void* job_ptr, std::size_t block) noexcept {
   const FlashParams& p = *job.p;
   const std::size_t q0 = block * kQueryBlock, q1 = std::min(p.lq, q0 + kQueryBlock), qb = q1 - q0;
   const std::size_t ld_probs = (p.lk + 15) / 16 * 16;  // rows start on cache lines
-  const std::size_t probs_size = p.average_heads ? qb * ld_probs : 0;
+  const std::size_t probs_size = p.heads.average ? qb * ld_probs : 0;
   Scratch<float> probs(probs_size);
   if (!probs.ok(probs_size)) {
     job.failed.store(true, std::memory_order_relaxed);
     return;
   }
-  for (std::size_t h = 0; h < p.heads; ++h) {
+  for (std::size_t h = 0; h < p.heads.count; ++h) {
     const FlashParams ph = head_view(p, h);
     const float* kp = job.kp + h * job.kp_head;
     const float* vp = job.vp + h * job.vp_head;
-    if (!p.average_heads) {
+    if (!p.heads.average) {
       weights_block(ph, kp, vp, job.vp_stride, job.vp_ld, q0, q1, ph.weights + q0 * p.ldw, p.ldw);
       continue;
     }
     weights_block(ph, kp, vp, job.vp_stride, job.vp_ld, q0, q1, probs.ptr, ld_probs);
-    accumulate_head_mean(p.weights + q0 * p.ldw, p.ldw, probs.ptr, ld_probs, qb, p.lk, h, p.heads);
+    accumulate_head_mean(p.weights + q0 * p.ldw, p.ldw, probs.ptr, ld_probs, qb, p.lk, h, p.heads.count);
   }
 }
 
@@ -237,7 +237,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     job.vp = in_place ? p.v + k_begin * p.ldv : vpack;
     job.vp_stride = in_place ? NR : (k_end - k_begin) * NR;
     // causal: query blocks that end before this key range see none of it
-    const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
+    const std::size_t first_block = p.mask.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
     run_blocks_from(par, first_block, blocks - first_block, &job, &stream_task);
     if (job.failed.load()) return false;
   }
@@ -245,28 +245,28 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
 }
 
 bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept {
-  if (p.lq == 0 || p.heads == 0) return true;
+  if (p.lq == 0 || p.heads.count == 0) return true;
   const std::size_t blocks = (p.lq + kQueryBlock - 1) / kQueryBlock;
   const std::size_t vpanels = (p.dv + NR - 1) / NR;
   if (p.weights) {  // the weights dominate memory: pack all keys of every head once
-    const bool in_place = p.heads == 1 && values_in_place(p);
+    const bool in_place = p.heads.count == 1 && values_in_place(p);
     const std::size_t kp_size = ((p.lk + NR - 1) / NR) * p.d * NR, vp_size = in_place ? 0 : vpanels * p.lk * NR;
-    Scratch<float> packed(p.heads * (kp_size + vp_size));
-    if (!packed.ok(p.heads * (kp_size + vp_size))) return false;
-    float* vpack = packed.ptr + p.heads * kp_size;
+    Scratch<float> packed(p.heads.count * (kp_size + vp_size));
+    if (!packed.ok(p.heads.count * (kp_size + vp_size))) return false;
+    float* vpack = packed.ptr + p.heads.count * kp_size;
     FlashJob job{&p, packed.ptr, in_place ? p.v : vpack, 0, p.lk, in_place ? NR : p.lk * NR, nullptr, nullptr, {false}};
     job.vp_ld = in_place ? p.ldv : NR;
     job.vpack = in_place ? nullptr : vpack;
     job.kp_head = kp_size;
     job.vp_head = vp_size;
-    if (p.heads == 1)
+    if (p.heads.count == 1)
       pack_keys_values(p, 0, p.lk, job.kp, job.vpack, par);
     else
-      run_blocks(par, p.heads, &job, &pack_head_task);
+      run_blocks(par, p.heads.count, &job, &pack_head_task);
     run_blocks(par, blocks, &job, &weights_task);
     return !job.failed.load();
   }
-  if (p.heads == 1) return stream_attention(p, par);
+  if (p.heads.count == 1) return stream_attention(p, par);
   // Heads in parallel, each streaming with its keys and values packed in L2; a head's own
   // query blocks still spread over workers left idle (fewer heads than threads).
   struct HeadsJob {
@@ -278,7 +278,7 @@ bool flash_attention_kernel(const FlashParams& p, const Parallel& par) noexcept 
     auto& j = *static_cast<HeadsJob*>(job_ptr);
     if (!stream_attention(head_view(*j.p, h), *j.par)) j.failed.store(true, std::memory_order_relaxed);
   };
-  run_blocks(par, p.heads, &job, stream_head);
+  run_blocks(par, p.heads.count, &job, stream_head);
   return !job.failed.load();
 }
 

@@ -33,9 +33,9 @@ inline std::uint64_t mix64(std::uint64_t x) noexcept {  // SplitMix64 finaliser
 // Dropout on one row of weights: the same (seed, stream, i, j) drops the same entry on every
 // backend, so a seeded object replays its masks.
 void dropout_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row, std::size_t n) noexcept {
-  const std::uint64_t key = mix64(p.seed ^ mix64(p.stream));
-  const std::uint32_t threshold = static_cast<std::uint32_t>(static_cast<double>(p.dropout) * 16777216.0);
-  const float keep_scale = 1.0f / (1.0f - p.dropout);
+  const std::uint64_t key = mix64(p.dropout.seed ^ mix64(p.dropout.stream));
+  const std::uint32_t threshold = static_cast<std::uint32_t>(static_cast<double>(p.dropout.rate) * 16777216.0);
+  const float keep_scale = 1.0f / (1.0f - p.dropout.rate);
   for (std::size_t j = 0; j < n; ++j) {
     const std::uint64_t h = mix64(key ^ (static_cast<std::uint64_t>(gi) * p.lk + j0 + j));
     row[j] = static_cast<std::uint32_t>(h >> 40) < threshold ? 0.0f : row[j] * keep_scale;
@@ -46,14 +46,14 @@ void dropout_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* ro
 // the packed keys) into scores: additive mask, temporal decay, then -inf where attending is
 // not allowed.
 void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row, std::size_t n) noexcept {
-  const float* add = p.additive_mask ? p.additive_mask + gi * p.ldm + j0 : nullptr;
-  const bool timed = p.times != nullptr;
-  const float ti = timed ? p.times[gi] : 0.0f;
-  const reg vti = Vec::broadcast(ti), vdecay = Vec::broadcast(-p.decay), vneg = Vec::broadcast(kNegInf),
-            vwin = Vec::broadcast(p.window);
-  const bool decay = timed && p.decay != 0.0f;
-  const bool window = timed && p.window >= 0.0f;
-  const bool self_here = p.always_self && gi >= j0 && gi < j0 + n;
+  const float* add = p.mask.additive ? p.mask.additive + gi * p.mask.ld + j0 : nullptr;
+  const bool timed = p.time.stamps != nullptr;
+  const float ti = timed ? p.time.stamps[gi] : 0.0f;
+  const reg vti = Vec::broadcast(ti), vdecay = Vec::broadcast(-p.time.decay), vneg = Vec::broadcast(kNegInf),
+            vwin = Vec::broadcast(p.time.window);
+  const bool decay = timed && p.time.decay != 0.0f;
+  const bool window = timed && p.time.window >= 0.0f;
+  const bool self_here = p.time.always_self && gi >= j0 && gi < j0 + n;
   float self_score = 0.0f;
 
   std::size_t j = 0;
@@ -61,10 +61,10 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
     reg s = Vec::load(row + j);
     if (add) s = Vec::add(s, Vec::load(add + j));
     if (timed) {
-      const reg tj = Vec::load(p.times + j0 + j);
+      const reg tj = Vec::load(p.time.stamps + j0 + j);
       const reg dt = Vec::abs(Vec::sub(tj, vti));
       if (decay) s = Vec::fma(vdecay, dt, s);
-      if (p.time_causal) s = Vec::where_gt(tj, vti, s, vneg);
+      if (p.time.causal) s = Vec::where_gt(tj, vti, s, vneg);
       if (window) s = Vec::where_gt(dt, vwin, s, vneg);
     }
     Vec::store(row + j, s);
@@ -73,22 +73,22 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
     float s = row[j];
     if (add) s += add[j];
     if (timed) {
-      const float tj = p.times[j0 + j];
+      const float tj = p.time.stamps[j0 + j];
       const float dt = std::fabs(tj - ti);
-      if (decay) s += -p.decay * dt;
-      if (p.time_causal && tj > ti) s = kNegInf;
-      if (window && dt > p.window) s = kNegInf;
+      if (decay) s += -p.time.decay * dt;
+      if (p.time.causal && tj > ti) s = kNegInf;
+      if (window && dt > p.time.window) s = kNegInf;
     }
     row[j] = s;
   }
   // Time masks never remove the self pair (t_i - t_i = 0); only the index masks below can.
   if (self_here) self_score = row[gi - j0];
-  if (p.bool_mask) {
-    const std::uint8_t* bm = p.bool_mask + gi * p.ldm + j0;
+  if (p.mask.boolean) {
+    const std::uint8_t* bm = p.mask.boolean + gi * p.mask.ld + j0;
     for (std::size_t t = 0; t < n; ++t)
       if (!bm[t]) row[t] = kNegInf;
   }
-  if (p.causal && j0 + n > gi + 1) {
+  if (p.mask.causal && j0 + n > gi + 1) {
     const std::size_t first = gi + 1 > j0 ? gi + 1 - j0 : 0;
     for (std::size_t t = first; t < n; ++t) row[t] = kNegInf;
   }
@@ -97,7 +97,7 @@ void score_row(const FlashParams& p, std::size_t gi, std::size_t j0, float* row,
 
 // Keys a query block can see at all: with index-causal masking, none past its last row.
 std::size_t key_end(const FlashParams& p, std::size_t q1) noexcept {
-  return p.causal ? std::min(p.lk, q1) : p.lk;
+  return p.mask.causal ? std::min(p.lk, q1) : p.lk;
 }
 
 // Values serve the P·V product in place when their rows are contiguous, a whole number of
@@ -130,10 +130,10 @@ FlashParams head_view(const FlashParams& p, std::size_t h) noexcept {
   v.k += h * p.d;
   v.v += h * p.dv;
   v.out += h * p.dv;
-  if (p.weights && !p.average_heads) v.weights += h * p.lq * p.ldw;
-  v.stream = p.stream + h;
-  v.heads = 1;
-  v.average_heads = false;
+  if (p.weights && !p.heads.average) v.weights += h * p.lq * p.ldw;
+  v.dropout.stream = p.dropout.stream + h;
+  v.heads.count = 1;
+  v.heads.average = false;
   return v;
 }
 
@@ -168,7 +168,7 @@ void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size
                   bool first, float* s, std::size_t lds, float* acc, std::size_t ldacc,
                   const Probs& probs = {}) noexcept {
   // Only the diagonal tiles need the causal mask; plain tiles fold the scale into exp.
-  const bool full_scoring = p.additive_mask || p.bool_mask || p.times || (p.causal && k0 + kb > q0 + 1);
+  const bool full_scoring = p.mask.additive || p.mask.boolean || p.time.stamps || (p.mask.causal && k0 + kb > q0 + 1);
   for (std::size_t r = 0; r < qb; ++r) {
     float* row = s + r * lds;
     float& m = job.row_max[q0 + r];
@@ -187,7 +187,7 @@ void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size
       m_new = std::max(m, max_kernel(row, kb));
       sum = probs.exp(r, row, kb, m_new);
     }
-    if (p.dropout > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
+    if (p.dropout.rate > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
     if (first) {
       l = sum;
     } else {

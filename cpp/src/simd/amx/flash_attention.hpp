@@ -3,10 +3,6 @@
 // is on and the call is eligible; see amx/tiles.hpp for the accuracy and the layouts.
 #pragma once
 
-#if !defined(RUVECTOR_AMX)
-#error "AMX code: only the avx512 kernels built with the AMX flags (-DRUVECTOR_AMX) include it"
-#endif
-
 #include <immintrin.h>
 
 #include <algorithm>
@@ -115,7 +111,7 @@ void stream_task(void* job_ptr, std::size_t block) noexcept {
     const std::size_t kb = std::min(kKeyBlock, kend - k0), kbp = padded(kb), local = k0 - job.k_begin;
     const bool first = k0 == 0;
     product(qa, mp, sj.d_chunks, sj.k, sj.k_groups, sj.d_chunks, local / 16, 0, kbp, s, lds, false);
-    if (p.dropout > 0.0f) {  // dropout works on the float32 probabilities
+    if (p.dropout.rate > 0.0f) {  // dropout works on the float32 probabilities
       softmax_tile(p, job, q0, qb, k0, kb, first, s, lds, acc, sj.dvp);
       pack_a(s, lds, qb, kb, mp, kbp / 32, pa);
     } else {
@@ -183,7 +179,7 @@ Outcome stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     if (kjob.nonfinite.load() || vjob.nonfinite.load()) return Outcome::fma;  // first pass only
     job.k_begin = k_begin;
     job.k_end = k_end;
-    const std::size_t first_block = p.causal ? std::min(blocks, k_begin / kRows) : 0;
+    const std::size_t first_block = p.mask.causal ? std::min(blocks, k_begin / kRows) : 0;
     run_blocks_from(par, first_block, blocks - first_block, &sj, &stream_task);
     if (job.failed.load()) return Outcome::failed;
   }

@@ -3,10 +3,6 @@
 // the product is large enough; see amx/tiles.hpp for the accuracy and the layouts.
 #pragma once
 
-#if !defined(RUVECTOR_AMX)
-#error "AMX code: only the avx512 kernels built with the AMX flags (-DRUVECTOR_AMX) include it"
-#endif
-
 #include <immintrin.h>
 
 #include <algorithm>

@@ -2,10 +2,6 @@
 // L1; kernels_avx512.cpp exports it in AMX builds.
 #pragma once
 
-#if !defined(RUVECTOR_AMX)
-#error "AMX code: only the avx512 kernels built with the AMX flags (-DRUVECTOR_AMX) include it"
-#endif
-
 #include <immintrin.h>
 
 #include <algorithm>
