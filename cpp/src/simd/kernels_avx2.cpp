@@ -1,6 +1,7 @@
 // AVX2 + FMA kernels; this file alone is compiled with -mavx2 -mfma.
 // xsimd is renamed into a namespace of this file's own so none of its inline functions,
 // compiled here with AVX2, can be merged by the linker with another ISA's copy.
+// (kernels_avx512.cpp says why a rename rather than templates on the architecture.)
 #define xsimd ruvector_xsimd_avx2
 #include <xsimd/xsimd.hpp>
 
