@@ -310,6 +310,21 @@ TEST(Dispatch, ForcingAndErrors) {
       EXPECT_THROW(ruvector::set_simd_backend(ruvector::backend_name(b)), ruvector::InvalidConfig);
 }
 
+// One table per built backend, found by Backend (the lookup follows the enum's order); a
+// backend the build lacks has none, and a value outside the enum finds none.
+TEST(Dispatch, BuiltKernelsAreTheBackends) {
+  for (Backend b : {Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon}) {
+    const ruvector::simd::KernelTable* t = ruvector::simd::built_kernels(b);
+    if (ruvector::backend_supported(b)) ASSERT_NE(t, nullptr) << ruvector::backend_name(b);
+    if (t == nullptr) continue;
+    EXPECT_STREQ(t->name, ruvector::backend_name(b));
+    EXPECT_NE(t->graph.gat, nullptr);
+    EXPECT_NE(t->graph.transform, nullptr);
+  }
+  EXPECT_NE(ruvector::simd::built_kernels(Backend::Scalar), nullptr);
+  EXPECT_EQ(ruvector::simd::built_kernels(static_cast<Backend>(99)), nullptr);
+}
+
 }  // namespace
 
 // submit(): a task that throws is caught and dropped (reported on stderr), the process and the

@@ -1,6 +1,6 @@
-// The kernel table: raw-pointer, noexcept kernels compiled once per ISA
-// (kernels_<isa>.cpp, all from the headers isa_table.hpp gathers). Front ends validate everything first;
-// kernels know nothing of Python, Eigen or errors.
+// The kernel table: raw-pointer, noexcept kernels compiled once per ISA (kernels_<isa>.cpp,
+// all from the headers isa_table.hpp gathers). Front ends validate everything first; kernels
+// know nothing of Python, Eigen or errors.
 #pragma once
 
 #include <cstddef>
