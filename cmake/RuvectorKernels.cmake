@@ -1,5 +1,5 @@
-# One kernel source (cpp/src/simd/kernels_impl.hpp) compiled once per ISA, each translation unit
-# with its own flags. Nothing else in the project gets -m flags, so the library runs on any CPU
+# One kernel source per ISA (cpp/src/simd/kernels_<isa>.cpp, all built from the headers that
+# cpp/src/simd/isa_table.hpp gathers), each translation unit with its own flags. Nothing else in the project gets -m flags, so the library runs on any CPU
 # of its architecture and picks the best kernel set at run time (cpp/src/simd_dispatch.cpp).
 
 set(RUVECTOR_ISA_SOURCES "")

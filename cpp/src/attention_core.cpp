@@ -106,8 +106,8 @@ std::uint64_t memory_limit_bytes() {
 }  // namespace
 
 const char* run_flash(const simd::FlashParams& p) {
-  const double flops = 2.0 * static_cast<double>(p.heads) * static_cast<double>(p.lq) * static_cast<double>(p.lk) *
-                       static_cast<double>(p.d + p.dv);
+  const double flops = 2.0 * static_cast<double>(p.heads.count) * static_cast<double>(p.lq) *
+                       static_cast<double>(p.lk) * static_cast<double>(p.d + p.dv);
   const simd::KernelTable& kernels = simd::active_kernels();
   if (!kernels.flash_attention(p, parallel_if(flops))) throw std::bad_alloc();
   return kernels.name;
@@ -116,6 +116,23 @@ const char* run_flash(const simd::FlashParams& p) {
 void run_gemm(const simd::GemmParams& p) {
   const double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) * static_cast<double>(p.k);
   if (!simd::active_kernels().gemm(p, parallel_if(flops))) throw std::bad_alloc();
+}
+
+simd::FlashMask flash_mask(const AttentionMask& mask, bool causal) {
+  simd::FlashMask m;
+  m.boolean = mask.boolean;
+  m.additive = mask.additive;
+  m.ld = static_cast<std::size_t>(mask.stride);
+  m.causal = causal;
+  return m;
+}
+
+simd::FlashDropout flash_dropout(const AttentionConfig& config, std::uint64_t stream) {
+  simd::FlashDropout d;
+  d.rate = static_cast<float>(config.dropout);
+  d.seed = config.seed;
+  d.stream = stream;
+  return d;
 }
 
 void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,

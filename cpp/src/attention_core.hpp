@@ -18,6 +18,11 @@ namespace ruvector::detail {
 const char* run_flash(const simd::FlashParams& p);
 // C = A·op(B) (+bias) with the active backend's GEMM.
 void run_gemm(const simd::GemmParams& p);
+// The fused kernel's mask group from a checked mask and the index-causal flag.
+simd::FlashMask flash_mask(const AttentionMask& mask, bool causal);
+// The fused kernel's dropout group at the configured rate and seed, for one training call's
+// stream (head h of a multi-head call drops with stream + h).
+simd::FlashDropout flash_dropout(const AttentionConfig& config, std::uint64_t stream);
 // The same for row-major operands: C[m, n] = A[m, k]·B[k, n], or A·Bᵀ with B [n, k] when
 // b_transposed, plus bias[n] when given.
 void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,

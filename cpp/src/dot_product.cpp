@@ -63,15 +63,9 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   p.d = static_cast<std::size_t>(d);
   p.dv = static_cast<std::size_t>(dv);
   p.scale = static_cast<float>(config_.scale_for(d));
-  p.bool_mask = opt.mask.boolean;
-  p.additive_mask = opt.mask.additive;
-  p.ldm = static_cast<std::size_t>(opt.mask.stride);
-  p.causal = opt.causal;
-  if (opt.training && config_.dropout > 0.0) {
-    p.dropout = static_cast<float>(config_.dropout);
-    p.seed = config_.seed;
-    p.stream = calls_.fetch_add(1, std::memory_order_relaxed);
-  }
+  p.mask = detail::flash_mask(opt.mask, opt.causal);
+  if (opt.training && config_.dropout > 0.0)
+    p.dropout = detail::flash_dropout(config_, calls_.fetch_add(1, std::memory_order_relaxed));
   const char* backend = detail::run_flash(p);
 
   out.metadata["attention_type"] = std::string("dot_product");

@@ -19,7 +19,7 @@
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
 #include "ruvector/thread_pool.hpp"
-#include "simd/graph_kernels.hpp"
+#include "simd/kernels.hpp"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -770,7 +770,7 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   kp.out = out.values.data();
   kp.ldo = static_cast<std::size_t>(out_features());
 
-  const simd::GraphKernelTable& kernels = simd::active_graph_kernels();
+  const simd::GraphKernels& kernels = simd::active_kernels().graph;
   // The only [N, H·C] temporary: the transformed source rows, gathered by the edge kernel.
   FloatBuffer transformed(N * HC);
   FloatBuffer node_alpha(v2 ? 0 : 2 * N * H);

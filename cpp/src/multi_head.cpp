@@ -438,21 +438,14 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   p.lk = sz(lk);
   p.d = p.dv = sz(hd);
   p.scale = static_cast<float>(config_.scale_for(hd));
-  p.bool_mask = opt.mask.boolean;
-  p.additive_mask = opt.mask.additive;
-  p.ldm = sz(opt.mask.stride);
-  p.causal = opt.causal;
-  if (dropout) {
-    p.dropout = static_cast<float>(config_.dropout);
-    p.seed = config_.seed;
-    p.stream = call * sz(heads);  // head h drops with stream + h: heads drop independently
-  }
-  p.heads = sz(heads);
+  p.mask = detail::flash_mask(opt.mask, opt.causal);
+  if (dropout) p.dropout = detail::flash_dropout(config_, call * sz(heads));  // heads drop independently
+  p.heads.count = sz(heads);
   p.inputs_finite = finite_q && finite_k && finite_v;
   if (opt.need_weights) {
     p.weights = out.weights.data();
     p.ldw = sz(lk);
-    p.average_heads = !per_head;
+    p.heads.average = !per_head;
   }
   detail::run_flash(p);
 

@@ -2,14 +2,15 @@
 // x86-64, so an OS that did not enable the AVX register state is not trusted), the best
 // supported backend is picked, and RUVECTOR_SIMD / set_simd_backend can force another.
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
-#include "simd/graph_kernels.hpp"
 #include "simd/kernels.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -102,68 +103,13 @@ const CpuInfo& cpu() {
 }
 
 bool built(Backend b) {
-  switch (b) {
-    case Backend::Scalar:
-      return true;
-#ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2:
-      return true;
-#endif
-#ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512:
-      return true;
-#endif
-#ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon:
-      return true;
-#endif
-    default:
-      return false;
-  }
-}
-
-const simd::KernelTable& table_for(Backend b) {
-  switch (b) {
-#ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2:
-      return simd::kernels_avx2();
-#endif
-#ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512:
-      return simd::kernels_avx512();
-#endif
-#ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon:
-      return simd::kernels_neon();
-#endif
-    default:
-      return simd::kernels_scalar();
-  }
+  return simd::built_kernels(b) != nullptr;
 }
 
 Backend best_backend() {
   for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon})
     if (backend_supported(b)) return b;
   return Backend::Scalar;
-}
-
-const simd::GraphKernelTable& graph_table_for(Backend b) {
-  switch (b) {
-#ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2:
-      return simd::graph_kernels_avx2();
-#endif
-#ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512:
-      return simd::graph_kernels_avx512();
-#endif
-#ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon:
-      return simd::graph_kernels_neon();
-#endif
-    default:
-      return simd::graph_kernels_scalar();
-  }
 }
 
 // Linux hands a process the AMX tile state only on request (arch_prctl), once for all its
@@ -189,13 +135,11 @@ bool amx_usable() {
 std::atomic<int> g_amx{-1};  // -1: not decided yet (on when usable)
 
 std::atomic<const simd::KernelTable*> g_table{nullptr};
-std::atomic<const simd::GraphKernelTable*> g_graph_table{nullptr};
 std::atomic<int> g_backend{-1};
 std::mutex g_select_mutex;
 
 void activate(Backend b) {
-  g_table.store(&table_for(b), std::memory_order_release);
-  g_graph_table.store(&graph_table_for(b), std::memory_order_release);
+  g_table.store(simd::built_kernels(b), std::memory_order_release);
   g_backend.store(static_cast<int>(b), std::memory_order_release);
 }
 
@@ -342,20 +286,39 @@ void init_simd_from_env() {
 }
 
 namespace simd {
+const KernelTable* built_kernels(Backend b) noexcept {
+  using Getter = const KernelTable& (*)() noexcept;
+  // Indexed by Backend; null where this build lacks the ISA.
+  static constexpr Getter kBuilt[] = {
+      &kernels_scalar,
+#ifdef RUVECTOR_HAVE_AVX2
+      &kernels_avx2,
+#else
+      nullptr,
+#endif
+#ifdef RUVECTOR_HAVE_AVX512
+      &kernels_avx512,
+#else
+      nullptr,
+#endif
+#ifdef RUVECTOR_HAVE_NEON
+      &kernels_neon,
+#else
+      nullptr,
+#endif
+  };
+  static_assert(static_cast<int>(Backend::Scalar) == 0 && static_cast<int>(Backend::Avx2) == 1 &&
+                    static_cast<int>(Backend::Avx512) == 2 && static_cast<int>(Backend::Neon) == 3,
+                "kBuilt follows the order of Backend");
+  const auto i = static_cast<std::size_t>(b);
+  return i < std::size(kBuilt) && kBuilt[i] != nullptr ? &kBuilt[i]() : nullptr;
+}
+
 const KernelTable& active_kernels() noexcept {
   const KernelTable* t = g_table.load(std::memory_order_acquire);
   if (t == nullptr) {
     simd_backend();
     t = g_table.load(std::memory_order_acquire);
-  }
-  return *t;
-}
-
-const GraphKernelTable& active_graph_kernels() noexcept {
-  const GraphKernelTable* t = g_graph_table.load(std::memory_order_acquire);
-  if (t == nullptr) {
-    simd_backend();
-    t = g_graph_table.load(std::memory_order_acquire);
   }
   return *t;
 }

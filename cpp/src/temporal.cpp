@@ -131,18 +131,18 @@ AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, b
   p.lq = p.lk = static_cast<std::size_t>(t);
   p.d = p.dv = static_cast<std::size_t>(d);
   p.scale = static_cast<float>(config_.scale_for(d));
-  p.decay = static_cast<float>(lambda_);
-  p.window = options_.window ? static_cast<float>(*options_.window) : -1.0f;
-  p.always_self = true;
+  p.time.decay = static_cast<float>(lambda_);
+  p.time.window = options_.window ? static_cast<float>(*options_.window) : -1.0f;
+  p.time.always_self = true;
   if (options_.causal && strictly_increasing) {
     // In time order, "t_j <= t_i" is exactly "j <= i": the index-causal form lets the kernel
     // skip the key tiles past each query block (half the work).
-    p.causal = true;
+    p.mask.causal = true;
   } else {
-    p.time_causal = options_.causal;
+    p.time.causal = options_.causal;
   }
   // Without decay, window or time-causal masking the times change nothing: plain attention.
-  if (p.decay != 0.0f || p.window >= 0.0f || p.time_causal) p.times = times.data();
+  if (p.time.decay != 0.0f || p.time.window >= 0.0f || p.time.causal) p.time.stamps = times.data();
   detail::run_flash(p);
 
   out.metadata["attention_type"] = std::string("temporal");

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "ruvector/ruvector.hpp"
-#include "simd/graph_kernels.hpp"
+#include "simd/kernels.hpp"
 
 namespace {
 
@@ -250,10 +250,11 @@ TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
   }
 }
 
-TEST(GraphAttention, GraphKernelTableIsTheBackends) {
+TEST(GraphAttention, GraphKernelsAreTheBackends) {
   for (Backend b : supported_backends()) {
     BackendGuard guard(b);
-    EXPECT_EQ(std::string(ruvector::simd::active_graph_kernels().name), ruvector::backend_name(b));
+    EXPECT_EQ(std::string(ruvector::simd::active_kernels().name), ruvector::backend_name(b));
+    EXPECT_EQ(ruvector::simd::active_kernels().graph.gat, ruvector::simd::built_kernels(b)->graph.gat);
   }
 }
 

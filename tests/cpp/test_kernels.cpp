@@ -28,22 +28,7 @@ std::vector<Backend> supported_backends() {
 }
 
 const KernelTable& table(Backend b) {
-  switch (b) {
-#ifdef RUVECTOR_HAVE_AVX2
-    case Backend::Avx2:
-      return ruvector::simd::kernels_avx2();
-#endif
-#ifdef RUVECTOR_HAVE_AVX512
-    case Backend::Avx512:
-      return ruvector::simd::kernels_avx512();
-#endif
-#ifdef RUVECTOR_HAVE_NEON
-    case Backend::Neon:
-      return ruvector::simd::kernels_neon();
-#endif
-    default:
-      return ruvector::simd::kernels_scalar();
-  }
+  return *ruvector::simd::built_kernels(b);  // the tests run only supported (hence built) backends
 }
 
 std::vector<float> random_vector(std::size_t n, unsigned seed) {
@@ -245,7 +230,7 @@ TEST_P(Kernels, FlashAttentionMatchesNaive) {
           ruvector::simd::FlashParams p = flash_params(q, kk, v, out, lq, lk, d, dv, 0.3f);
           p.weights = weights ? w.data() : nullptr;
           p.ldw = lk;
-          p.causal = causal;
+          p.mask.causal = causal;
           ASSERT_TRUE(k().flash_attention(p, {}));
           for (std::size_t i = 0; i < lq; ++i) {
             std::vector<double> sc(lk);
@@ -323,6 +308,21 @@ TEST(Dispatch, ForcingAndErrors) {
   for (Backend b : {Backend::Avx2, Backend::Avx512, Backend::Neon})
     if (!ruvector::backend_supported(b))
       EXPECT_THROW(ruvector::set_simd_backend(ruvector::backend_name(b)), ruvector::InvalidConfig);
+}
+
+// One table per built backend, found by Backend (the lookup follows the enum's order); a
+// backend the build lacks has none, and a value outside the enum finds none.
+TEST(Dispatch, BuiltKernelsAreTheBackends) {
+  for (Backend b : {Backend::Scalar, Backend::Avx2, Backend::Avx512, Backend::Neon}) {
+    const ruvector::simd::KernelTable* t = ruvector::simd::built_kernels(b);
+    if (ruvector::backend_supported(b)) ASSERT_NE(t, nullptr) << ruvector::backend_name(b);
+    if (t == nullptr) continue;
+    EXPECT_STREQ(t->name, ruvector::backend_name(b));
+    EXPECT_NE(t->graph.gat, nullptr);
+    EXPECT_NE(t->graph.transform, nullptr);
+  }
+  EXPECT_NE(ruvector::simd::built_kernels(Backend::Scalar), nullptr);
+  EXPECT_EQ(ruvector::simd::built_kernels(static_cast<Backend>(99)), nullptr);
 }
 
 }  // namespace

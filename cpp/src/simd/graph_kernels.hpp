@@ -1,12 +1,11 @@
-// Kernels of GraphAttention (GAT/GATv2 edge scoring, softmax and aggregation), one table per
-// ISA like kernels.hpp. The front end (graph.cpp) validates everything, runs the linear
-// transforms with the GEMM kernel, then calls these on ranges of target nodes in parallel.
+// Kernels of GraphAttention (GAT/GATv2 edge scoring, softmax and aggregation), the `graph`
+// part of each ISA's KernelTable (kernels.hpp). The front end (graph.cpp) validates everything,
+// runs the linear transforms with the GEMM kernel, then calls these on ranges of target nodes
+// in parallel.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-
-#include "kernels.hpp"
 
 namespace ruvector::simd {
 
@@ -82,21 +81,12 @@ struct GatTransform {
   float* alpha_dst = nullptr;
 };
 
-struct GraphKernelTable {
-  const char* name;
+struct GraphKernels {
   // Returns false when scratch memory could not be allocated.
   bool (*transform)(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept;
   // Scores, softmax and aggregation for targets [node_begin, node_end). Returns false when
   // scratch memory could not be allocated.
   bool (*gat)(const GatParams& p, std::size_t node_begin, std::size_t node_end) noexcept;
 };
-
-const GraphKernelTable& graph_kernels_scalar() noexcept;
-const GraphKernelTable& graph_kernels_avx2() noexcept;
-const GraphKernelTable& graph_kernels_avx512() noexcept;
-const GraphKernelTable& graph_kernels_neon() noexcept;
-
-// The table of the backend in use (simd_dispatch.cpp).
-const GraphKernelTable& active_graph_kernels() noexcept;
 
 }  // namespace ruvector::simd

@@ -1,10 +1,13 @@
-// The kernel table: raw-pointer, noexcept kernels compiled once per ISA
-// (kernels_<isa>.cpp, all from kernels_impl.hpp). Front ends validate everything first;
-// kernels know nothing of Python, Eigen or errors.
+// The kernel table: raw-pointer, noexcept kernels compiled once per ISA (kernels_<isa>.cpp,
+// all from the headers isa_table.hpp gathers). Front ends validate everything first; kernels
+// know nothing of Python, Eigen or errors.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+#include "graph_kernels.hpp"
+#include "ruvector/simd.hpp"
 
 namespace ruvector::simd {
 
@@ -15,11 +18,9 @@ struct Parallel {
   void (*for_each)(void* context, std::size_t n, void* job, void (*fn)(void* job, std::size_t i)) = nullptr;
 };
 
-// Everything the fused attention kernel needs. Scores are
-//   s_ij = scale * q_i·k_j + additive_mask_ij − decay * |t_i − t_j|
-// restricted to allowed pairs (bool mask, causal by index, causal by time, window), then
-// softmax over j and out_i = Σ_j p_ij v_j.
-struct FlashParams {
+// The fused attention kernel's operands: q [lq, d], k [lk, d], v [lk, dv] into out [lq, dv],
+// each row-major with its row stride, and optionally the weights [lq, lk].
+struct FlashOperands {
   const float* q = nullptr;
   std::size_t ldq = 0;
   const float* k = nullptr;
@@ -32,6 +33,54 @@ struct FlashParams {
   std::size_t ldw = 0;  // null: streaming, no Lq×Lk matrix
   std::size_t lq = 0, lk = 0, d = 0, dv = 0;
   float scale = 1.0f;
+};
+
+// Which pairs may attend, and the additive mask. Every mask is [lq, lk] with row stride ld.
+struct FlashMask {
+  const std::uint8_t* boolean = nullptr;  // nonzero = may attend
+  const float* additive = nullptr;
+  std::size_t ld = 0;
+  bool causal = false;  // keep j <= i (top-left aligned)
+};
+
+// Temporal decay and time masks (TemporalAttention).
+struct FlashTime {
+  const float* stamps = nullptr;  // [lq] == [lk]: self-attention only
+  float decay = 0.0f;
+  bool causal = false;       // keep t_j <= t_i
+  float window = -1.0f;      // keep |t_i - t_j| <= window when >= 0
+  bool always_self = false;  // i always attends to itself
+};
+
+// Dropout on attention weights (training only): drop with probability `rate`, rescale by
+// 1/(1-rate).
+struct FlashDropout {
+  float rate = 0.0f;
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;  // per call: (object id, call counter) mixed; head h uses stream + h
+};
+
+// Several heads in one call (MultiHeadAttention): head h reads columns [h·d, (h+1)·d) of q
+// and k and [h·dv, (h+1)·dv) of v, and writes those columns of out; all heads share the
+// masks. Weights are per-head blocks [count, lq, lk] (head h at weights + h·lq·ldw) or, with
+// `average`, their mean [lq, lk], accumulated per query block while it is in cache.
+struct FlashHeads {
+  std::size_t count = 1;
+  bool average = false;
+};
+
+// Everything the fused attention kernel needs: the operands, and the options a front end
+// turns on by group. Scores are
+//   s_ij = scale * q_i·k_j + additive_ij − decay * |t_i − t_j|
+// restricted to allowed pairs (bool mask, causal by index, causal by time, window), then
+// softmax over j and out_i = Σ_j p_ij v_j.
+struct FlashParams : FlashOperands {
+  FlashMask mask;
+  FlashTime time;
+  FlashDropout dropout;
+  FlashHeads heads;
+  // The caller knows q, k and v hold no NaN/Inf (the AMX path then skips its own check).
+  bool inputs_finite = false;
 
   // Dense row-major q [lq, d], k [lk, d], v [lk, dv] into out [lq, dv]: no weights, no mask
   // (the kernel tests and benchmarks).
@@ -53,32 +102,6 @@ struct FlashParams {
     p.scale = scale;
     return p;
   }
-
-  const std::uint8_t* bool_mask = nullptr;  // [lq, lk], nonzero = may attend
-  const float* additive_mask = nullptr;     // [lq, lk]
-  std::size_t ldm = 0;
-  bool causal = false;  // keep j <= i (top-left aligned)
-
-  // Temporal decay and time masks (TemporalAttention).
-  const float* times = nullptr;  // [lq] == [lk]: self-attention only
-  float decay = 0.0f;
-  bool time_causal = false;  // keep t_j <= t_i
-  float window = -1.0f;      // keep |t_i - t_j| <= window when >= 0
-  bool always_self = false;  // i always attends to itself
-
-  // Dropout on attention weights (training only): drop with probability p, rescale by 1/(1-p).
-  float dropout = 0.0f;
-  std::uint64_t seed = 0;
-  std::uint64_t stream = 0;  // per call: (object id, call counter) mixed; head h uses stream + h
-
-  // Several heads in one call (MultiHeadAttention): head h reads columns [h·d, (h+1)·d) of q
-  // and k and [h·dv, (h+1)·dv) of v, and writes those columns of out; all heads share the
-  // masks. Weights are per-head blocks [heads, lq, lk] (head h at weights + h·lq·ldw) or, with
-  // average_heads, their mean [lq, lk], accumulated per query block while it is in cache.
-  std::size_t heads = 1;
-  bool average_heads = false;
-  // The caller knows q, k and v hold no NaN/Inf (the AMX path then skips its own check).
-  bool inputs_finite = false;
 };
 
 struct GemmParams {
@@ -115,9 +138,11 @@ struct KernelTable {
   bool (*flash_attention)(const FlashParams& p, const Parallel& par) noexcept;
   // Whether x holds no NaN and no ±inf.
   bool (*all_finite)(const float* x, std::size_t n) noexcept;
+  GraphKernels graph;
 };
 
-// Defined in kernels_<isa>.cpp when that ISA is built.
+// Each ISA's table, filled in isa_table.hpp; defined in kernels_<isa>.cpp when that ISA is
+// built (built_kernels looks them up).
 const KernelTable& kernels_scalar() noexcept;
 const KernelTable& kernels_avx2() noexcept;
 const KernelTable& kernels_avx512() noexcept;
@@ -125,6 +150,8 @@ const KernelTable& kernels_neon() noexcept;
 // amx_tile_gflops (ruvector/simd.hpp); defined in AMX builds of kernels_avx512.cpp.
 double avx512_tile_gflops(double seconds) noexcept;
 
+// The table of backend b, or null when this build lacks it (whatever the CPU supports).
+const KernelTable* built_kernels(Backend b) noexcept;
 // The table of the backend in use (simd_dispatch.cpp).
 const KernelTable& active_kernels() noexcept;
 

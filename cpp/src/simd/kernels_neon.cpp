@@ -7,16 +7,10 @@
 #define RUVECTOR_XSIMD_ARCH xsimd::neon64
 #define RUVECTOR_MR 8
 #define RUVECTOR_NV 3
-#include "kernels_impl.hpp"
+#include "isa_table.hpp"
 
 namespace ruvector::simd {
 const KernelTable& kernels_neon() noexcept {
   return isa_neon::table();
-}
-}  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_neon() noexcept {
-  return isa_neon::graph_table();
 }
 }  // namespace ruvector::simd

@@ -4,16 +4,10 @@
 #define RUVECTOR_SCALAR 1
 #define RUVECTOR_MR 4
 #define RUVECTOR_NV 8
-#include "kernels_impl.hpp"
+#include "isa_table.hpp"
 
 namespace ruvector::simd {
 const KernelTable& kernels_scalar() noexcept {
   return isa_scalar::table();
-}
-}  // namespace ruvector::simd
-
-namespace ruvector::simd {
-const GraphKernelTable& graph_kernels_scalar() noexcept {
-  return isa_scalar::graph_table();
 }
 }  // namespace ruvector::simd

@@ -1,11 +1,21 @@
-// GAT/GATv2 kernels, written once on `Vec` (kernels_impl.hpp includes this file at its end,
-// inside each per-ISA translation unit; everything here lives in RUVECTOR_ISA_NS).
+// GAT/GATv2 kernels of the per-ISA kernels (see vec.hpp), written once on `Vec`.
 //
 // Per task (a range of target nodes with ~4k edges): score the incoming edges of each target
 // into a small [edges × H] buffer, softmax each head over them, then gather the source rows
 // to aggregate. Memory is that buffer plus one row of accumulators per task: never an E·H·C
 // temporary.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "gemm.hpp"
 #include "graph_kernels.hpp"
+#include "scratch.hpp"
+#include "vec.hpp"
 
 // Prefetch helpers must be inlined: GCC finds a function whose only effect is a prefetch
 // "const" and deletes the calls to it.
@@ -22,8 +32,7 @@
 #define RUVECTOR_GAT_LOCALITY 2
 #endif
 
-namespace ruvector::simd {
-namespace RUVECTOR_ISA_NS {
+namespace ruvector::simd::RUVECTOR_ISA_NS {
 namespace {
 
 // Gathers of source rows miss the cache (random graphs): rows are requested this many edges
@@ -471,11 +480,4 @@ bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end
 }
 
 }  // namespace
-
-const GraphKernelTable& graph_table() noexcept {
-  static const GraphKernelTable t{RUVECTOR_ISA_NAME, &transform_kernel, &gat_kernel};
-  return t;
-}
-
-}  // namespace RUVECTOR_ISA_NS
-}  // namespace ruvector::simd
+}  // namespace ruvector::simd::RUVECTOR_ISA_NS

@@ -1,0 +1,135 @@
+// Vector primitives of the per-ISA kernels (see vec.hpp): dot, axpy, scale, max, the
+// finiteness check, exp with a shift and its sum, softmax.
+#pragma once
+
+#include <cstddef>
+
+#include "vec.hpp"
+
+namespace ruvector::simd::RUVECTOR_ISA_NS {
+namespace {
+
+float dot_kernel(const float* x, const float* y, std::size_t n) noexcept {
+  reg a0 = Vec::zero(), a1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    a0 = Vec::fma(Vec::load(x + i), Vec::load(y + i), a0);
+    a1 = Vec::fma(Vec::load(x + i + W), Vec::load(y + i + W), a1);
+  }
+  for (; i + W <= n; i += W) a0 = Vec::fma(Vec::load(x + i), Vec::load(y + i), a0);
+  float s = Vec::hsum(Vec::add(a0, a1));
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+void axpy_kernel(float a, const float* x, float* y, std::size_t n) noexcept {
+  const reg va = Vec::broadcast(a);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) Vec::store(y + i, Vec::fma(va, Vec::load(x + i), Vec::load(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void scale_kernel(float* x, std::size_t n, float a) noexcept {
+  const reg va = Vec::broadcast(a);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) Vec::store(x + i, Vec::mul(Vec::load(x + i), va));
+  for (; i < n; ++i) x[i] *= a;
+}
+
+float max_kernel(const float* x, std::size_t n) noexcept {
+  reg m = Vec::broadcast(kNegInf);
+  std::size_t i = 0;
+  for (; i + W <= n; i += W) m = Vec::max(m, Vec::load(x + i));
+  float r = Vec::hmax(m);
+  for (; i < n; ++i) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+// max_kernel skips NaN (comparisons with NaN are false): a row it finds all -inf may still
+// hold NaN scores, which must propagate (as in NumPy) rather than read as "nothing allowed".
+bool has_nan(const float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i)
+    if (x[i] != x[i]) return true;
+  return false;
+}
+
+// x - x is 0 for every finite x and NaN for NaN and ±inf; the sums stay 0 or turn NaN.
+bool all_finite_kernel(const float* x, std::size_t n) noexcept {
+  reg a0 = Vec::zero(), a1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const reg u = Vec::load(x + i), v = Vec::load(x + i + W);
+    a0 = Vec::add(a0, Vec::sub(u, u));
+    a1 = Vec::add(a1, Vec::sub(v, v));
+  }
+  for (; i + W <= n; i += W) {
+    const reg u = Vec::load(x + i);
+    a0 = Vec::add(a0, Vec::sub(u, u));
+  }
+  float s = Vec::hsum(Vec::add(a0, a1));
+  for (; i < n; ++i) s += x[i] - x[i];
+  return s == 0.0f;
+}
+
+float scalar_exp(float x) noexcept {
+#ifdef RUVECTOR_SCALAR
+  return std::exp(x);
+#else
+  alignas(64) float t[W] = {};
+  t[0] = x;
+  Vec::exp(Vec::load(t)).store_aligned(t);
+  return t[0];
+#endif
+}
+
+// x[i] = exp(x[i] - shift), returning the sum. MaxShift: `shift` is the max of x (every
+// x - shift <= 0, -inf or NaN: the softmax case), which takes the leaner exp.
+template <bool MaxShift>
+float exp_shift_sum(float* x, std::size_t n, float shift) noexcept {
+  const auto vexp = [](reg v) noexcept { return MaxShift ? Vec::exp_nonpositive(v) : Vec::exp(v); };
+  const reg vs = Vec::broadcast(shift);
+  reg acc0 = Vec::zero(), acc1 = Vec::zero();
+  std::size_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const reg e0 = vexp(Vec::sub(Vec::load(x + i), vs));
+    const reg e1 = vexp(Vec::sub(Vec::load(x + i + W), vs));
+    Vec::store(x + i, e0);
+    Vec::store(x + i + W, e1);
+    acc0 = Vec::add(acc0, e0);
+    acc1 = Vec::add(acc1, e1);
+  }
+  for (; i + W <= n; i += W) {
+    const reg e = vexp(Vec::sub(Vec::load(x + i), vs));
+    Vec::store(x + i, e);
+    acc0 = Vec::add(acc0, e);
+  }
+  float s = Vec::hsum(Vec::add(acc0, acc1));
+  for (; i < n; ++i) {
+    x[i] = scalar_exp(x[i] - shift);
+    s += x[i];
+  }
+  return s;
+}
+
+float exp_shift_sum_kernel(float* x, std::size_t n, float shift) noexcept {
+  return exp_shift_sum<false>(x, n, shift);
+}
+
+float exp_max_shift_sum_kernel(float* x, std::size_t n, float max) noexcept {
+  return exp_shift_sum<true>(x, n, max);
+}
+
+void softmax_kernel(float* x, std::size_t n) noexcept {
+  if (n == 0) return;
+  const float m = max_kernel(x, n);
+  if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
+    const bool nan = has_nan(x, n);
+    for (std::size_t i = 0; i < n; ++i) x[i] = nan && x[i] != kNegInf ? x[i] : 0.0f;
+    return;
+  }
+  const float s = exp_max_shift_sum_kernel(x, n, m);
+  scale_kernel(x, n, 1.0f / s);
+}
+
+}  // namespace
+}  // namespace ruvector::simd::RUVECTOR_ISA_NS
