@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ruvector/config.hpp"
+#include "ruvector/dot_product.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/types.hpp"
 
@@ -141,12 +142,6 @@ void register_multi_head(py::module_& m);
 void register_graph(py::module_& m);
 void register_temporal(py::module_& m);
 void register_hierarchical(py::module_& m);
-
-}  // namespace ruvector::bindings
-
-#include "ruvector/dot_product.hpp"
-
-namespace ruvector::bindings {
 
 // A mask argument: None, boolean (True = may attend) or float (additive), 2-D.
 struct MaskArray {

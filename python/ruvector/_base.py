@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _async, _native
-from ._batch import BatchConfig, Column, ProgressCallback, argument_error, run_batch, run_batch_async
+from ._batch import BatchConfig, BatchRun, Column, ProgressCallback, argument_error
 from ._errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -121,18 +121,17 @@ def _batch_methods(cls: type, columns: Sequence[Column], doc: str) -> None:
     source = (
         "from __future__ import annotations\n"  # the annotations stay text, as in this module
         f"def compute_batch(self, {params}, *, {keywords}, **kwargs: Any) -> list[AttentionOutput]:\n"
-        f"    return run_batch(self, COLUMNS, ({values}), kwargs, batch_config, progress)\n"
+        f"    return BatchRun(self, COLUMNS, ({values}), kwargs, batch_config, progress).run()\n"
         f"async def compute_batch_async(self, {params}, *, {keywords}, **kwargs: Any) -> list[AttentionOutput]:\n"
-        f"    return await run_batch_async(self, COLUMNS, ({values}), kwargs, batch_config, progress)\n"
+        f"    return await BatchRun(self, COLUMNS, ({values}), kwargs, batch_config, progress).run_async()\n"
     )
-    namespace: dict[str, Any] = {"run_batch": run_batch, "run_batch_async": run_batch_async, "COLUMNS": columns}
+    namespace: dict[str, Any] = {"BatchRun": BatchRun, "COLUMNS": columns}
     namespace.update(Any=Any, Sequence=Sequence, BatchConfig=BatchConfig, ProgressCallback=ProgressCallback)
     namespace.update(AttentionOutput=_native.AttentionOutput, GraphStructure=_native.GraphStructure)  # get_type_hints
     exec(source, namespace)  # our own text: the column names are identifiers
-    setattr(cls, "compute_batch", _named(namespace["compute_batch"], cls, "compute_batch", doc))  # noqa: B010
-    async_doc = "Awaitable form of compute_batch."
-    async_method = _named(namespace["compute_batch_async"], cls, "compute_batch_async", async_doc)
-    setattr(cls, "compute_batch_async", async_method)  # noqa: B010
+    for name, method_doc in (("compute_batch", doc), ("compute_batch_async", "Awaitable form of compute_batch.")):
+        if name not in vars(cls):
+            setattr(cls, name, _named(namespace[name], cls, name, method_doc))
 
 
 class Mechanism:
@@ -172,11 +171,11 @@ class Mechanism:
                 setattr(cls, "__init__", _constructor(cls, native))  # noqa: B010
             if "__repr__" in vars(native) and "__repr__" not in vars(cls):
                 setattr(cls, "__repr__", Mechanism._native_repr)  # noqa: B010
-            # compute_async with compute's signature: a copy of the function for this class
-            generic = vars(Mechanism)["compute_async"]
-            copy = types.FunctionType(generic.__code__, generic.__globals__)
-            compute_async = _named(copy, cls, "compute_async", generic.__doc__, vars(native).get("compute"))
-            setattr(cls, "compute_async", compute_async)  # noqa: B010
+            if "compute_async" not in vars(cls):  # a copy of the generic one, with compute's signature
+                generic = vars(Mechanism)["compute_async"]
+                copy = types.FunctionType(generic.__code__, generic.__globals__)
+                compute_async = _named(copy, cls, "compute_async", generic.__doc__, vars(native).get("compute"))
+                setattr(cls, "compute_async", compute_async)  # noqa: B010
             _batch_methods(cls, columns, batch_doc)
         cls._per_instance = tuple(name for name, method in cls._delegates.items() if getattr(cls, name) is method)
 

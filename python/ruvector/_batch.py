@@ -192,9 +192,10 @@ class _Progress:
             self._bar.close()
 
 
-class _BatchRun:
-    """One compute_batch: the prepared jobs in chunks of max_batch_size, their outputs, and the
-    progress report after each chunk (closed on exit, also on errors)."""
+class BatchRun:
+    """One compute_batch: the columns' ``values`` and compute's ``kwargs`` prepared as jobs
+    (all validated before any runs), run in chunks of max_batch_size, the progress reported
+    after each chunk on the calling thread (the event loop's for the async form)."""
 
     def __init__(
         self,
@@ -212,19 +213,29 @@ class _BatchRun:
         self.results: list[Any] = []
         self._reporter = _Progress(config.enable_progress, progress, len(jobs))
 
-    def chunks(self) -> Iterator[list[Any]]:
+    def run(self) -> list[Any]:
+        try:
+            for chunk in self._chunks():
+                self._done(_async.run_jobs(chunk, self.max_workers))
+        finally:
+            self._reporter.close()
+        return self.results
+
+    async def run_async(self) -> list[Any]:
+        try:
+            for chunk in self._chunks():
+                self._done(await _async.run_jobs_async(chunk, self.max_workers))
+        finally:
+            self._reporter.close()
+        return self.results
+
+    def _chunks(self) -> Iterator[list[Any]]:
         for start in range(0, len(self.jobs), self.chunk_size):
             yield self.jobs[start : start + self.chunk_size]
 
-    def done(self, outputs: list[Any]) -> None:
+    def _done(self, outputs: list[Any]) -> None:
         self.results.extend(outputs)
         self._reporter(len(self.results))
-
-    def __enter__(self) -> _BatchRun:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._reporter.close()
 
 
 def _prepare_batch(
@@ -289,32 +300,3 @@ def _prepare_batch(
         raise _item_error(len(jobs), e) from e
     return jobs
 
-
-def run_batch(
-    mechanism: Any,
-    columns: Sequence[Column],
-    values: Sequence[Any],
-    kwargs: dict[str, Any],
-    batch_config: Any,
-    progress: ProgressCallback | None,
-) -> list[Any]:
-    """compute_batch: ``values`` are the columns' arguments, ``kwargs`` compute's keywords."""
-    with _BatchRun(mechanism, columns, values, kwargs, batch_config, progress) as run:
-        for chunk in run.chunks():
-            run.done(_async.run_jobs(chunk, run.max_workers))  # reported on the calling thread
-    return run.results
-
-
-async def run_batch_async(
-    mechanism: Any,
-    columns: Sequence[Column],
-    values: Sequence[Any],
-    kwargs: dict[str, Any],
-    batch_config: Any,
-    progress: ProgressCallback | None,
-) -> list[Any]:
-    """compute_batch_async: as run_batch, each chunk awaited on the event loop."""
-    with _BatchRun(mechanism, columns, values, kwargs, batch_config, progress) as run:
-        for chunk in run.chunks():
-            run.done(await _async.run_jobs_async(chunk, run.max_workers))  # on the loop's thread, the caller's
-    return run.results

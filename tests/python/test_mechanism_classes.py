@@ -115,7 +115,8 @@ def pydoc_text(obj) -> str:
 
 def test_optional_columns_default_to_none():
     assert inspect.signature(rv.TemporalAttention.compute_batch).parameters["timestamps_list"].default is None
-    assert inspect.signature(rv.DotProductAttention.compute_batch).parameters["queries"].default is inspect.Parameter.empty
+    queries = inspect.signature(rv.DotProductAttention.compute_batch).parameters["queries"]
+    assert queries.default is inspect.Parameter.empty
 
 
 def test_subclasses_override_and_extend(rng):
