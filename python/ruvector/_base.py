@@ -181,10 +181,11 @@ class Mechanism:
 
     def _adopt(self, native: Any) -> None:
         """Holds ``native`` and stores its bound methods on this instance (see the module)."""
-        attributes = self.__dict__
-        attributes["_impl"] = native
+        # setattr, not self.__dict__[...]: CPython keeps such attributes in the object's inline
+        # values (shared keys), the fastest lookup; touching __dict__ would materialise a dict
+        self._impl = native
         for name in type(self)._per_instance:
-            attributes[name] = getattr(native, name)
+            setattr(self, name, getattr(native, name))
 
     def __getstate__(self) -> Any:
         return self._impl.__getstate__()
@@ -196,8 +197,10 @@ class Mechanism:
         self._adopt(native)
 
     def _native_repr(self) -> str:
-        native = self.__dict__.get("_impl")
-        return object.__repr__(self) if native is None else repr(native)
+        try:
+            return repr(self._impl)
+        except InvalidInputError:  # never initialised: a repr still works (debuggers, pytest)
+            return object.__repr__(self)
 
     async def compute_async(self, *args: Any, **kwargs: Any) -> AttentionOutput:
         """Awaitable form of ``compute`` (same arguments); runs on the pool, GIL released.
