@@ -1,4 +1,4 @@
-// Prepared calls (jobs) and how they run (SPEC §5): one job with the GIL released on the
+// Prepared calls (jobs) and how they run: one job with the GIL released on the
 // calling thread, or many in parallel on the process-wide pool. Every mechanism's `_prepare`
 // makes a job (mechanism.hpp); job_runner.cpp runs them synchronously, async_channel.cpp hands
 // async ones back to their event loop.

@@ -1,4 +1,4 @@
-// What every mechanism's binding shares (SPEC §4, §5): the one job type, and def_calls, the
+// What every mechanism's binding shares: the one job type, and def_calls, the
 // template that registers compute / _prepare / _prepare_stacked from one argument list.
 //
 // A mechanism binding writes a `Call`: its converted arguments, with

@@ -1,4 +1,4 @@
-"""compute_batch and compute_batch_async of every mechanism (SPEC §5): the columns of
+"""compute_batch and compute_batch_async of every mechanism: the columns of
 inputs split into items, every item prepared (validated) before any work starts, then run in
 chunks on the C++ pool (``_async.py``) with progress reported on the calling thread."""
 
