@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ruvector/config.hpp"
+#include "ruvector/dot_product.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/types.hpp"
 
@@ -15,7 +16,7 @@ namespace ruvector::bindings {
 
 namespace py = pybind11;
 
-// Set by the module's atexit hook (batch.cpp): Python is shutting down.
+// Set by the module's atexit hook (async_channel.cpp): Python is shutting down.
 bool python_exiting() noexcept;
 void set_python_exiting() noexcept;
 
@@ -142,12 +143,6 @@ void register_graph(py::module_& m);
 void register_temporal(py::module_& m);
 void register_hierarchical(py::module_& m);
 
-}  // namespace ruvector::bindings
-
-#include "ruvector/dot_product.hpp"
-
-namespace ruvector::bindings {
-
 // A mask argument: None, boolean (True = may attend) or float (additive), 2-D.
 struct MaskArray {
   py::array array;
@@ -157,25 +152,3 @@ MaskArray to_mask(py::handle obj, const char* name);
 
 }  // namespace ruvector::bindings
 
-namespace ruvector::bindings {
-
-// One prepared call: arguments converted and validated with the GIL held, `run` computes
-// without it (on the calling thread or a pool worker). A Job owns Python references, so it
-// is created and destroyed with the GIL held.
-struct Job {
-  virtual ~Job() = default;
-  virtual AttentionOutput run() = 0;
-};
-using JobPtr = std::unique_ptr<Job>;
-
-// Python handle of a Job (class ruvector._native._Job), what `_prepare` methods return.
-struct JobHandle {
-  JobPtr job;
-};
-
-// Runs one job with the GIL released and converts its output.
-py::object run_job(Job& job);
-
-void register_batch(py::module_& m);
-
-}  // namespace ruvector::bindings

@@ -15,7 +15,7 @@
 #include <pthread.h>
 #endif
 
-#include "common.hpp"
+#include "mechanism.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/graph.hpp"
 
@@ -315,28 +315,26 @@ GraphWeights weights_from_python(const GraphAttention& layer, py::handle obj) {
   return w;
 }
 
-struct GraphJob final : Job {
-  py::object owner;  // keeps `self` alive while the job exists
-  const GraphAttention* self = nullptr;
+struct GraphCall {
   FloatArray x;
   GraphStructure graph;
   bool need_weights = true;
 
-  AttentionOutput run() override { return self->compute(x.matrix(), graph, need_weights); }
+  void validate(const GraphAttention& a) const {
+    a.validate(x.matrix(), graph, need_weights);
+    // A lazy layer fixes in_features here, at its first call, so that the other items of a
+    // batch are checked against it before any work starts.
+    a.initialize(x.cols());
+  }
+  AttentionOutput run(const GraphAttention& a) const { return a.compute(x.matrix(), graph, need_weights); }
 };
 
-JobPtr prepare(py::handle self, py::handle node_features, py::handle graph, bool need_weights) {
-  auto job = std::make_unique<GraphJob>();
-  job->owner = py::reinterpret_borrow<py::object>(self);
-  job->self = &self.cast<const GraphAttention&>();
-  job->x = to_matrix(node_features, "node_features", "[N, F]");
-  job->graph = to_graph(graph, job->x.rows());
-  job->need_weights = need_weights;
-  job->self->validate(job->x.matrix(), job->graph, need_weights);
-  // A lazy layer fixes in_features here, at its first call, so that the other items of a
-  // batch are checked against it before any work starts.
-  job->self->initialize(job->x.cols());
-  return job;
+GraphCall convert(py::handle node_features, py::handle graph, bool need_weights) {
+  GraphCall c;
+  c.x = to_matrix(node_features, "node_features", "[N, F]");
+  c.graph = to_graph(graph, c.x.rows());
+  c.need_weights = need_weights;
+  return c;
 }
 
 std::string graph_repr(const GraphStructure& g) {
@@ -402,9 +400,10 @@ void register_graph(py::module_& m) {
                                      [](const py::tuple& t) { return make_graph(t[0], t[1], t[2], false, "edges"); });
           }));
 
-  py::class_<GraphAttention>(m, "GraphAttention",
-                             "GAT / GATv2 layer with the semantics and parameter names of PyG's GATConv / "
-                             "GATv2Conv.")
+  py::class_<GraphAttention> layer(m, "GraphAttention",
+                                   "GAT / GATv2 layer with the semantics and parameter names of PyG's GATConv / "
+                                   "GATv2Conv.");
+  layer
       .def(py::init(&make_layer), py::arg("config") = py::none(), py::kw_only(), py::arg("in_features") = py::none(),
            py::arg("concat") = true, py::arg("negative_slope") = 0.2, py::arg("add_self_loops") = true,
            py::arg("edge_dim") = py::none(), py::arg("variant") = "gat")
@@ -420,18 +419,6 @@ void register_graph(py::module_& m) {
       .def_property_readonly("add_self_loops", [](const GraphAttention& a) { return a.options().add_self_loops; })
       .def_property_readonly("edge_dim", [](const GraphAttention& a) { return optional_int(a.options().edge_dim); })
       .def_property_readonly("variant", [](const GraphAttention& a) { return variant_name(a.options().variant); })
-      .def(
-          "compute",
-          [](py::handle self, py::handle x, py::handle graph, bool need_weights) {
-            return run_job(*prepare(self, x, graph, need_weights));
-          },
-          py::arg("node_features"), py::arg("graph"), py::kw_only(), py::arg("need_weights") = true)
-      .def(
-          "_prepare",
-          [](py::handle self, py::handle x, py::handle graph, bool need_weights) {
-            return JobHandle{prepare(self, x, graph, need_weights)};
-          },
-          py::arg("node_features"), py::arg("graph"), py::kw_only(), py::arg("need_weights") = true)
       .def(
           "get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
           "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
@@ -465,6 +452,8 @@ void register_graph(py::module_& m) {
               return a;
             });
           }));
+  def_calls(layer, &convert, nullptr, py::arg("node_features"), py::arg("graph"), py::kw_only(),
+            py::arg("need_weights") = true);
 }
 
 }  // namespace ruvector::bindings

@@ -1,5 +1,5 @@
 // The native module: registrations only; each API family lives in its own file.
-#include "common.hpp"
+#include "job_runner.hpp"
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "ruvector native core: attention mechanisms on SIMD kernels chosen at run time.";
@@ -7,7 +7,8 @@ PYBIND11_MODULE(_native, m) {
   register_errors(m);
   register_core(m);
   register_types(m);
-  register_batch(m);
+  register_job_runner(m);
+  register_async_channel(m);
   register_dot_product(m);
   register_multi_head(m);
   register_graph(m);

@@ -1,39 +1,34 @@
-// MultiHeadAttention binding: compute/_prepare as DotProductAttention, plus torch-named
+// MultiHeadAttention binding: compute/_prepare (def_calls), plus torch-named
 // weights (dicts of NumPy arrays) and pickling with config and weights.
 #include <pybind11/stl.h>
 
 #include <optional>
 #include <string>
 
-#include "common.hpp"
+#include "mechanism.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/multi_head.hpp"
 
 namespace ruvector::bindings {
 namespace {
 
-struct MultiHeadJob final : Job {
-  py::object owner;  // keeps `self` alive while the job exists
-  const MultiHeadAttention* self = nullptr;
+struct MultiHeadCall {
   FloatArray q, k, v;
   MaskArray mask;
   MultiHeadOptions options;
 
-  AttentionOutput run() override { return self->compute(q.matrix(), k.matrix(), v.matrix(), options); }
+  void validate(const MultiHeadAttention& a) const { a.validate(q.matrix(), k.matrix(), v.matrix(), options); }
+  AttentionOutput run(const MultiHeadAttention& a) const {
+    return a.compute(q.matrix(), k.matrix(), v.matrix(), options);
+  }
 };
 
-JobPtr prepare(py::handle self, py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
-               bool need_weights, bool average_weights, bool training) {
-  auto job = std::make_unique<MultiHeadJob>();
-  job->owner = py::reinterpret_borrow<py::object>(self);
-  job->self = &self.cast<const MultiHeadAttention&>();
-  job->q = to_matrix(query, "query", "[Lq, embed_dim]");
-  job->k = to_matrix(key, "key", "[Lk, kdim]");
-  job->v = to_matrix(value, "value", "[Lk, vdim]");
-  job->mask = to_mask(mask, "mask");
-  job->options = MultiHeadOptions{job->mask.mask, causal, need_weights, average_weights, training};
-  job->self->validate(job->q.matrix(), job->k.matrix(), job->v.matrix(), job->options);
-  return job;
+MultiHeadCall convert(py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
+                      bool need_weights, bool average_weights, bool training) {
+  MultiHeadCall c{to_matrix(query, "query", "[Lq, embed_dim]"), to_matrix(key, "key", "[Lk, kdim]"),
+                  to_matrix(value, "value", "[Lk, vdim]"), to_mask(mask, "mask"), {}};
+  c.options = MultiHeadOptions{c.mask.mask, causal, need_weights, average_weights, training};
+  return c;
 }
 
 std::string shape_hint(const std::vector<Index>& shape) {
@@ -86,14 +81,14 @@ StateDict to_state_dict(const MultiHeadAttention& a, py::handle obj) {
 }  // namespace
 
 void register_multi_head(py::module_& m) {
-  py::class_<MultiHeadAttention>(m, "MultiHeadAttention",
-                                 "torch.nn.MultiheadAttention's layer: in-projections, per-head fused attention, "
-                                 "out-projection; weights under torch's state_dict names.")
-      .def(py::init(
-               [](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
-                  std::optional<Index> vdim) { return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim); }),
-           py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
-           py::arg("kdim") = py::none(), py::arg("vdim") = py::none())
+  py::class_<MultiHeadAttention> cls(m, "MultiHeadAttention",
+                                     "torch.nn.MultiheadAttention's layer: in-projections, per-head fused "
+                                     "attention, out-projection; weights under torch's state_dict names.");
+  cls.def(py::init(
+              [](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
+                 std::optional<Index> vdim) { return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim); }),
+          py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
+          py::arg("kdim") = py::none(), py::arg("vdim") = py::none())
       .def_property_readonly("config", &MultiHeadAttention::config)
       .def_property_readonly("embed_dim", &MultiHeadAttention::embed_dim)
       .def_property_readonly("kdim", &MultiHeadAttention::kdim)
@@ -106,24 +101,6 @@ void register_multi_head(py::module_& m) {
           py::arg("weights"),
           "Replace all weights from {name: array} with torch's names and shapes "
           "(e.g. {k: v.numpy() for k, v in torch_mha.state_dict().items()}).")
-      .def(
-          "compute",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
-             bool average_weights, bool training) {
-            return run_job(*prepare(self, q, k, v, mask, causal, need_weights, average_weights, training));
-          },
-          py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
-          py::arg("causal") = false, py::arg("need_weights") = true, py::arg("average_weights") = true,
-          py::arg("training") = false)
-      .def(
-          "_prepare",
-          [](py::handle self, py::handle q, py::handle k, py::handle v, py::handle mask, bool causal, bool need_weights,
-             bool average_weights, bool training) {
-            return JobHandle{prepare(self, q, k, v, mask, causal, need_weights, average_weights, training)};
-          },
-          py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(), py::arg("mask") = py::none(),
-          py::arg("causal") = false, py::arg("need_weights") = true, py::arg("average_weights") = true,
-          py::arg("training") = false)
       .def("__repr__",
            [](const MultiHeadAttention& a) {
              return "MultiHeadAttention(embed_dim=" + std::to_string(a.embed_dim()) +
@@ -143,6 +120,9 @@ void register_multi_head(py::module_& m) {
               return a;
             });
           }));
+  def_calls(cls, &convert, nullptr, py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(),
+            py::arg("mask") = py::none(), py::arg("causal") = false, py::arg("need_weights") = true,
+            py::arg("average_weights") = true, py::arg("training") = false);
 }
 
 }  // namespace ruvector::bindings

@@ -3,45 +3,42 @@
 
 #include <optional>
 
-#include "common.hpp"
+#include "mechanism.hpp"
 #include "ruvector/temporal.hpp"
 
 namespace ruvector::bindings {
 namespace {
 
-struct TemporalJob final : Job {
-  py::object owner;  // keeps `self` alive while the job exists
-  const TemporalAttention* self = nullptr;
+struct TemporalCall {
   FloatArray sequence;
-  py::array_t<double> timestamps;  // holds the (converted) timestamps when given
-  const double* ts_data = nullptr;
-  Index ts_size = 0;
+  py::array_t<double> timestamps;  // the (converted) timestamps, or empty when not given
   bool has_timestamps = false;
   bool need_weights = true;
 
-  AttentionOutput run() override {
-    if (!has_timestamps) return self->compute(sequence.matrix(), need_weights);
-    return self->compute(sequence.matrix(), Eigen::Map<const Eigen::VectorXd>(ts_data, ts_size), need_weights);
+  Eigen::Map<const Eigen::VectorXd> times() const {
+    return Eigen::Map<const Eigen::VectorXd>(timestamps.data(), static_cast<Index>(timestamps.size()));
+  }
+  void validate(const TemporalAttention& a) const {
+    if (has_timestamps)
+      a.validate(sequence.matrix(), times(), need_weights);
+    else
+      a.validate(sequence.matrix(), need_weights);
+  }
+  AttentionOutput run(const TemporalAttention& a) const {
+    return has_timestamps ? a.compute(sequence.matrix(), times(), need_weights)
+                          : a.compute(sequence.matrix(), need_weights);
   }
 };
 
-JobPtr prepare(py::handle self, py::handle sequence, py::handle timestamps, bool need_weights) {
-  auto job = std::make_unique<TemporalJob>();
-  job->owner = py::reinterpret_borrow<py::object>(self);
-  job->self = &self.cast<const TemporalAttention&>();
-  job->sequence = to_matrix(sequence, "sequence", "[T, D]");
-  job->need_weights = need_weights;
-  if (timestamps.is_none()) {
-    job->self->validate(job->sequence.matrix(), need_weights);
-  } else {
-    job->timestamps = to_double_vector(timestamps, "timestamps", "[T]", /*shift_integers=*/true);
-    job->ts_data = job->timestamps.data();
-    job->ts_size = static_cast<Index>(job->timestamps.size());
-    job->has_timestamps = true;
-    job->self->validate(job->sequence.matrix(), Eigen::Map<const Eigen::VectorXd>(job->ts_data, job->ts_size),
-                        need_weights);
+TemporalCall convert(py::handle sequence, py::handle timestamps, bool need_weights) {
+  TemporalCall c;
+  c.sequence = to_matrix(sequence, "sequence", "[T, D]");
+  c.need_weights = need_weights;
+  if (!timestamps.is_none()) {
+    c.timestamps = to_double_vector(timestamps, "timestamps", "[T]", /*shift_integers=*/true);
+    c.has_timestamps = true;
   }
-  return job;
+  return c;
 }
 
 // decay_rate is None unless given, so that giving it together with half_life is refused even
@@ -63,29 +60,17 @@ TemporalAttention make(py::handle config, bool causal, std::optional<double> dec
 }  // namespace
 
 void register_temporal(py::module_& m) {
-  py::class_<TemporalAttention>(
+  py::class_<TemporalAttention> cls(
       m, "TemporalAttention",
-      "Self-attention over events: softmax(scale·xᵢ·xⱼ − λ|tᵢ − tⱼ|) over the allowed j (causal by time, window).")
-      .def(py::init(&make), py::arg("config") = py::none(), py::kw_only(), py::arg("causal") = true,
-           py::arg("decay_rate") = py::none(), py::arg("half_life") = py::none(), py::arg("window") = py::none())
+      "Self-attention over events: softmax(scale·xᵢ·xⱼ − λ|tᵢ − tⱼ|) over the allowed j (causal by time, window).");
+  cls.def(py::init(&make), py::arg("config") = py::none(), py::kw_only(), py::arg("causal") = true,
+          py::arg("decay_rate") = py::none(), py::arg("half_life") = py::none(), py::arg("window") = py::none())
       .def_property_readonly("config", &TemporalAttention::config)
       .def_property_readonly("causal", [](const TemporalAttention& a) { return a.options().causal; })
       .def_property_readonly("decay_rate", &TemporalAttention::decay_rate,
                              "λ in use (ln 2 / half_life when half_life was given).")
       .def_property_readonly("half_life", [](const TemporalAttention& a) { return a.options().half_life; })
       .def_property_readonly("window", [](const TemporalAttention& a) { return a.options().window; })
-      .def(
-          "compute",
-          [](py::handle self, py::handle sequence, py::handle timestamps, bool need_weights) {
-            return run_job(*prepare(self, sequence, timestamps, need_weights));
-          },
-          py::arg("sequence"), py::arg("timestamps") = py::none(), py::kw_only(), py::arg("need_weights") = true)
-      .def(
-          "_prepare",
-          [](py::handle self, py::handle sequence, py::handle timestamps, bool need_weights) {
-            return JobHandle{prepare(self, sequence, timestamps, need_weights)};
-          },
-          py::arg("sequence"), py::arg("timestamps") = py::none(), py::kw_only(), py::arg("need_weights") = true)
       .def(py::pickle(
           [](const TemporalAttention& a) {
             const TemporalOptions& o = a.options();
@@ -101,6 +86,8 @@ void register_temporal(py::module_& m) {
               return TemporalAttention(t[0].cast<AttentionConfig>(), o);
             });
           }));
+  def_calls(cls, &convert, nullptr, py::arg("sequence"), py::arg("timestamps") = py::none(), py::kw_only(),
+            py::arg("need_weights") = true);
 }
 
 }  // namespace ruvector::bindings

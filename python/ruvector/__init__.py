@@ -16,7 +16,8 @@ from ._errors import (
 )
 from ._graph import *  # noqa: F403
 from ._hierarchical import *  # noqa: F403
-from ._mechanisms import BatchConfig, DotProductAttention
+from ._batch import BatchConfig
+from ._mechanisms import DotProductAttention
 from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
 from ._native import (
     AttentionConfig,

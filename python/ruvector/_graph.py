@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import _native
-from ._async import AsyncBatchMixin, ProgressCallback
-from ._mechanisms import BatchConfig
+from ._base import Column, Mechanism
 from ._native import GraphStructure
 
-
-def _graph_column(features_list: Sequence[Any], graphs: Any) -> Any:
-    """One GraphStructure may stand for every item (the same graph, different features)."""
-    if isinstance(graphs, GraphStructure) and hasattr(features_list, "__len__"):
-        return [graphs] * len(features_list)
-    return graphs
+if TYPE_CHECKING:  # what the held native object gives (see _mechanisms.py)
+    _GraphAttention = _native.GraphAttention
+else:
+    _GraphAttention = object
 
 
-class GraphAttention(AsyncBatchMixin, _native.GraphAttention):
+class GraphAttention(
+    Mechanism,
+    _GraphAttention,
+    native=_native.GraphAttention,
+    columns=(
+        Column("features_list"),
+        # one GraphStructure may stand for every item (the same graph, different features)
+        Column("graphs", "Sequence[Any] | GraphStructure", shared=GraphStructure),
+    ),
+    batch_doc="compute over B items: features ``[B, N, F]`` or a list of ``[Nᵢ, F]`` arrays, and "
+    "one graph per item (or one GraphStructure shared by all).",
+):
     """A GAT (``variant="gat"``) or GATv2 (``variant="gatv2"``) layer with the semantics,
     parameter names and shapes of ``torch_geometric.nn.GATConv`` / ``GATv2Conv``.
 
@@ -27,33 +34,6 @@ class GraphAttention(AsyncBatchMixin, _native.GraphAttention):
     ``[E, 2]`` over the N nodes. Values ``[N, H·C]`` (concat) or ``[N, C]``; weights ``[E', H]``
     for the edges in ``metadata["edges"]``.
     """
-
-    def compute_batch(
-        self,
-        features_list: Sequence[Any],
-        graphs: Sequence[Any] | GraphStructure,
-        *,
-        batch_config: BatchConfig | dict[str, Any] | None = None,
-        progress: ProgressCallback | None = None,
-        **kwargs: Any,
-    ) -> list[_native.AttentionOutput]:
-        """compute over B items: features ``[B, N, F]`` or a list of ``[Nᵢ, F]`` arrays, and
-        one graph per item (or one GraphStructure shared by all)."""
-        columns = [("features_list", features_list, False), ("graphs", _graph_column(features_list, graphs), False)]
-        return self._run_batch(columns, kwargs, batch_config, progress)
-
-    async def compute_batch_async(
-        self,
-        features_list: Sequence[Any],
-        graphs: Sequence[Any] | GraphStructure,
-        *,
-        batch_config: BatchConfig | dict[str, Any] | None = None,
-        progress: ProgressCallback | None = None,
-        **kwargs: Any,
-    ) -> list[_native.AttentionOutput]:
-        """Awaitable form of compute_batch."""
-        columns = [("features_list", features_list, False), ("graphs", _graph_column(features_list, graphs), False)]
-        return await self._run_batch_async(columns, kwargs, batch_config, progress)
 
 
 __all__ = ["GraphAttention", "GraphStructure"]

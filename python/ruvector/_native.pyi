@@ -112,9 +112,9 @@ class DotProductAttention:
     ) -> _Job: ...
     def _prepare_stacked(
         self,
-        queries: ArrayLike,
-        keys: ArrayLike,
-        values: ArrayLike,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
         *,
         mask: ArrayLike | None = None,
         causal: bool = False,

@@ -2,48 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import _native
-from ._async import AsyncBatchMixin, ProgressCallback
-from ._mechanisms import BatchConfig
+from ._base import Column, Mechanism
+
+if TYPE_CHECKING:  # what the held native object gives (see _mechanisms.py)
+    _TemporalAttention = _native.TemporalAttention
+else:
+    _TemporalAttention = object
 
 
-class TemporalAttention(AsyncBatchMixin, _native.TemporalAttention):
+class TemporalAttention(
+    Mechanism,
+    _TemporalAttention,
+    native=_native.TemporalAttention,
+    columns=(Column("sequences"), Column("timestamps_list", "Sequence[Any] | None", optional=True)),
+    batch_doc="compute over B sequences: a [B, T, D] array or a list of [T, D] arrays (ragged T "
+    "allowed), with one timestamp vector per sequence (or None: tᵢ = i everywhere).",
+):
     """Self-attention over a sequence of events with time decay (SPEC §4).
 
     Scores ``scale·(xᵢ·xⱼ) − λ·|tᵢ − tⱼ|``; with ``causal`` event i attends to j only where
     ``tⱼ <= tᵢ`` (by time, so unsorted timestamps work); ``window`` drops ``|tᵢ − tⱼ| > window``;
     i always attends to itself. Without timestamps ``tᵢ = i``.
     """
-
-    def compute_batch(
-        self,
-        sequences: Sequence[Any],
-        timestamps_list: Sequence[Any] | None = None,
-        *,
-        batch_config: BatchConfig | dict[str, Any] | None = None,
-        progress: ProgressCallback | None = None,
-        **kwargs: Any,
-    ) -> list[_native.AttentionOutput]:
-        """compute over B sequences: a [B, T, D] array or a list of [T, D] arrays (ragged T
-        allowed), with one timestamp vector per sequence (or None: tᵢ = i everywhere)."""
-        columns = [("sequences", sequences, False), ("timestamps_list", timestamps_list, True)]
-        return self._run_batch(columns, kwargs, batch_config, progress)
-
-    async def compute_batch_async(
-        self,
-        sequences: Sequence[Any],
-        timestamps_list: Sequence[Any] | None = None,
-        *,
-        batch_config: BatchConfig | dict[str, Any] | None = None,
-        progress: ProgressCallback | None = None,
-        **kwargs: Any,
-    ) -> list[_native.AttentionOutput]:
-        """Awaitable form of compute_batch."""
-        columns = [("sequences", sequences, False), ("timestamps_list", timestamps_list, True)]
-        return await self._run_batch_async(columns, kwargs, batch_config, progress)
 
 
 __all__ = ["TemporalAttention"]

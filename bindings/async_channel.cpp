@@ -1,18 +1,17 @@
-// Batch and async execution of prepared jobs on the process-wide pool (SPEC §5).
-// Every mechanism's `_prepare(...)` returns a _Job; the Python layer (ruvector/_async.py)
-// validates all items first, then runs chunks here with the GIL released.
+// The async completion channel (SPEC §5): compute_async / compute_batch_async hand prepared
+// jobs to the process-wide pool and get their outputs back on their event loop's thread
+// (through a socket the loop watches) or through a callback, without a worker ever waiting
+// for the GIL or racing the interpreter's finalisation.
 #include <atomic>
-#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "common.hpp"
+#include "job_runner.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
 
@@ -36,64 +35,6 @@ bool interpreter_finalizing() {
 #else
   return _Py_IsFinalizing();
 #endif
-}
-
-// The jobs of one call. Holding the Python handles (not the caller's list, which the caller
-// could change meanwhile) keeps every job, and through it every input buffer, alive.
-struct JobList {
-  std::vector<py::object> handles;
-  std::vector<Job*> jobs;
-};
-
-JobList jobs_of(const py::sequence& seq) {
-  JobList list;
-  const std::size_t n = seq.size();
-  list.handles.reserve(n);
-  list.jobs.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    py::object h = seq[i];
-    if (!py::isinstance<JobHandle>(h))
-      throw InvalidInput("jobs must be _Job objects returned by a mechanism's _prepare(...), item " +
-                         std::to_string(i) + " is " + type_name(h));
-    auto& handle = h.cast<JobHandle&>();
-    if (!handle.job) throw InvalidInput("item " + std::to_string(i) + " is an empty _Job: prepare it again");
-    list.jobs.push_back(handle.job.get());
-    list.handles.push_back(std::move(h));
-  }
-  return list;
-}
-
-struct Results {
-  std::vector<AttentionOutput> outputs;
-  std::vector<std::exception_ptr> errors;
-};
-
-// Runs every job, in parallel over items on at most `max_workers` threads (0: the pool);
-// called without the GIL. Items not yet started when `cancelled` turns true are skipped.
-void run_all(const std::vector<Job*>& jobs, std::size_t max_workers, Results& r,
-             const std::atomic<bool>* cancelled = nullptr) {
-  r.outputs.resize(jobs.size());
-  r.errors.resize(jobs.size());
-  parallel_for(
-      jobs.size(),
-      [&](std::size_t i) {
-        if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) return;
-        try {
-          r.outputs[i] = jobs[i]->run();
-        } catch (...) {
-          r.errors[i] = std::current_exception();
-        }
-      },
-      max_workers);
-}
-
-// The outputs as a list of AttentionOutput; the first failed item's error (by index) is raised.
-py::list to_python_list(Results& r) {
-  for (auto& e : r.errors)
-    if (e) std::rethrow_exception(e);
-  py::list out(r.outputs.size());
-  for (std::size_t i = 0; i < r.outputs.size(); ++i) out[i] = to_python(std::move(r.outputs[i]));
-  return out;
 }
 
 // The Python exception object for the error being handled, translated as if raised to Python
@@ -369,70 +310,10 @@ AsyncTicket start(std::shared_ptr<AsyncCall> call) {
 
 }  // namespace
 
-namespace {
-std::atomic<bool> g_python_exiting{false};
-std::atomic<unsigned long> g_main_thread{0};  // threading.main_thread().ident, read at import
-}  // namespace
-
-bool python_exiting() noexcept {
-  return g_python_exiting.load(std::memory_order_acquire);
-}
-
-void set_python_exiting() noexcept {
-  g_python_exiting.store(true, std::memory_order_release);
-}
-
-ReleaseGil::~ReleaseGil() noexcept(false) {
-  bool finalizing = python_exiting();
-#if PY_VERSION_HEX >= 0x030D0000
-  finalizing = finalizing || Py_IsFinalizing();
-#else
-  finalizing = finalizing || _Py_IsFinalizing();
-#endif
-  // Never the main thread: it is the one shutting Python down (or running atexit handlers).
-  if (finalizing && PyThread_get_thread_ident() != g_main_thread.load(std::memory_order_relaxed))
-    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
-  PyEval_RestoreThread(state_);
-}
-
-py::object run_job(Job& job) {
-  AttentionOutput out;
-  {
-    // Safe without the GIL: the job converted every argument when it was prepared and only
-    // reads the buffers it holds.
-    ReleaseGil release;
-    out = job.run();
-  }
-  return to_python(std::move(out));
-}
-
-void register_batch(py::module_& m) {
-  py::class_<JobHandle>(m, "_Job", "A prepared call (internal): arguments validated, ready to run.")
-      .def("run", [](JobHandle& h) {
-        if (!h.job) throw InvalidInput("this _Job is empty: prepare it again");
-        return run_job(*h.job);
-      });
-
+void register_async_channel(py::module_& m) {
   py::class_<AsyncTicket>(m, "_AsyncTicket", "An async call in flight (internal).")
       .def("cancel", [](AsyncTicket& t) { t.call->cancelled.store(true); })
       .def_property_readonly("cancelled", [](const AsyncTicket& t) { return t.call->cancelled.load(); });
-
-  m.def(
-      "_run_jobs",
-      [](const py::sequence& handles, std::size_t max_workers) {
-        const JobList list = jobs_of(handles);
-        Results r;
-        {
-          // Safe without the GIL: `list` holds a reference to every job, and jobs touch only
-          // buffers they own references to.
-          ReleaseGil release;
-          run_all(list.jobs, max_workers, r);
-        }
-        return to_python_list(r);
-      },
-      py::arg("jobs"), py::arg("max_workers") = 0,
-      "Runs prepared jobs in parallel on the pool (at most max_workers threads, 0 = all) and "
-      "returns their outputs; the GIL is released meanwhile.");
 
   m.def(
       "_submit_jobs",
@@ -481,7 +362,6 @@ void register_batch(py::module_& m) {
            "Resolves the futures of the calls finished so far (on the loop's thread).")
       .def("close_reader", &CompletionChannel::close_reader, "Closes the watched end (the loop is gone).");
 
-  g_main_thread.store(py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>());
   // Closes the hand-over gate before the interpreter finalises (see DeliveryGate), and from
   // then on parks threads that come back from a synchronous call (see ReleaseGil).
   py::module_::import("atexit").attr("register")(py::cpp_function([] {
