@@ -7,7 +7,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <new>
@@ -16,14 +15,11 @@
 #include <vector>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
 #include "ruvector/thread_pool.hpp"
 #include "simd/graph_kernels.hpp"
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace ruvector {
 
@@ -80,11 +76,11 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
   // counts whose arithmetic below would overflow).
   if (num_nodes > std::numeric_limits<std::int64_t>::max() / 16)
     throw InvalidInput("num_nodes " + std::to_string(num_nodes) + " is too large for a graph index; check num_nodes");
-  detail::checked_elements(num_nodes + 1, 4, "graph index", "check num_nodes");
-  detail::checked_elements(num_edges, 6, "graph index", "the graph has too many edges for this machine");
+  memory::checked_elements(num_nodes + 1, 4, "graph index", "check num_nodes");
+  memory::checked_elements(num_edges, 6, "graph index", "the graph has too many edges for this machine");
   if (edge_features) {  // the features' copy and the self-loop means, before any allocation
-    detail::checked_elements(num_edges, feature_dim, "edge_features", "use fewer edge feature columns");
-    detail::checked_elements(num_nodes, feature_dim, "self-loop edge features", "use fewer edge feature columns");
+    memory::checked_elements(num_edges, feature_dim, "edge_features", "use fewer edge feature columns");
+    memory::checked_elements(num_nodes, feature_dim, "self-loop edge features", "use fewer edge feature columns");
   }
 
   auto data = std::make_shared<Data>();
@@ -360,7 +356,7 @@ std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shape
 GraphWeights initial_weights(const AttentionConfig& c, const GraphAttentionOptions& o, std::int64_t in_features) {
   GraphWeights w;
   for (const auto& [name, shape] : expected_shapes(c, o, in_features)) {
-    detail::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
+    memory::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
                              "use a smaller in_features (input width), or fewer heads or channels");
     if (name == "bias")
       w[name] = RowMatrixXf::Zero(shape.first, shape.second);
@@ -564,127 +560,16 @@ void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, b
                               *options_.edge_dim, graph.edge_feature_dim());
   }
   const std::int64_t hc = static_cast<std::int64_t>(config_.num_heads) * config_.head_dim;
-  detail::checked_elements(x.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
-  detail::checked_elements(x.rows(), out_features(), "output", "use fewer nodes, heads or channels");
+  memory::checked_elements(x.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
+  memory::checked_elements(x.rows(), out_features(), "output", "use fewer nodes, heads or channels");
   if (graph.has_edge_features() && options_.variant == GraphVariant::Gat)
-    detail::checked_elements(g.num_edges, config_.num_heads, "edge scores", "use fewer edges or heads");
+    memory::checked_elements(g.num_edges, config_.num_heads, "edge scores", "use fewer edges or heads");
   if (need_weights)
-    detail::checked_elements(used_edges(g, options_.add_self_loops), config_.num_heads + 4, "attention weights",
+    memory::checked_elements(used_edges(g, options_.add_self_loops), config_.num_heads + 4, "attention weights",
                              "pass need_weights=False to compute without them");
 }
 
 namespace {
-
-constexpr std::size_t kHugePage = std::size_t{2} << 20;
-
-// Asks Linux to back [p, p + bytes) with transparent huge pages where it covers whole ones,
-// before the memory is first touched: fewer page faults, and no TLB miss on every random row.
-void advise_huge_pages(void* p, std::size_t bytes) noexcept {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + kHugePage - 1) / kHugePage * kHugePage;
-  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) / kHugePage * kHugePage;
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
-#else
-  (void)p;
-  (void)bytes;
-#endif
-}
-
-// Large scratch blocks (huge-page backed) kept between calls: a fresh 2 MiB page costs the
-// kernel a clear before first use (~1/5 of a large layer call went to zeroing), so the blocks of
-// the last calls are reused instead, up to kPoolBytes in total (the newest kept first).
-class HugeBlockPool {
- public:
-  static HugeBlockPool& instance() {
-    static HugeBlockPool* pool = new HugeBlockPool;  // never destroyed: usable until exit
-    return *pool;
-  }
-  // A cached block of at least `bytes` (and not wastefully larger), or null.
-  void* take(std::size_t bytes, std::size_t& capacity) noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t best = blocks_.size();
-    for (std::size_t b = 0; b < blocks_.size(); ++b)
-      if (blocks_[b].second >= bytes && blocks_[b].second / 2 <= bytes &&
-          (best == blocks_.size() || blocks_[b].second < blocks_[best].second))
-        best = b;
-    if (best == blocks_.size()) return nullptr;
-    void* p = blocks_[best].first;
-    capacity = blocks_[best].second;
-    cached_ -= capacity;
-    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(best));
-    return p;
-  }
-  void give(void* p, std::size_t capacity) noexcept {
-    if (capacity > kPoolBytes) {
-      std::free(p);
-      return;
-    }
-    std::vector<void*> evicted;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      while (!blocks_.empty() && cached_ + capacity > kPoolBytes) {  // drop the oldest
-        evicted.push_back(blocks_.front().first);
-        cached_ -= blocks_.front().second;
-        blocks_.erase(blocks_.begin());
-      }
-      try {
-        blocks_.emplace_back(p, capacity);
-        cached_ += capacity;
-        p = nullptr;
-      } catch (...) {
-      }
-    }
-    for (void* e : evicted) std::free(e);
-    std::free(p);
-  }
-
- private:
-  static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;  // at most 128 MB kept for reuse
-  std::mutex mutex_;
-  std::vector<std::pair<void*, std::size_t>> blocks_;  // oldest first
-  std::size_t cached_ = 0;
-};
-
-// An uninitialised float scratch buffer (the kernels write every element before reading it).
-// Large ones ask Linux for transparent huge pages: the edge kernel gathers rows at random, and
-// with 4 KiB pages nearly every gather is also a TLB miss (a two-level walk under a hypervisor).
-class FloatBuffer {
- public:
-  explicit FloatBuffer(std::size_t n) {
-    if (n == 0) return;
-    const std::size_t bytes = n * sizeof(float);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= 2 * kHugePage) {
-      const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-      if (void* cached = HugeBlockPool::instance().take(rounded, capacity_)) {
-        ptr_ = static_cast<float*>(cached);
-        return;
-      }
-      void* p = nullptr;
-      if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
-      advise_huge_pages(p, rounded);
-      ptr_ = static_cast<float*>(p);
-      capacity_ = rounded;
-      return;
-    }
-#endif
-    ptr_ = static_cast<float*>(std::malloc(bytes));
-    if (ptr_ == nullptr) throw std::bad_alloc();
-  }
-  ~FloatBuffer() {
-    if (capacity_ > 0)
-      HugeBlockPool::instance().give(ptr_, capacity_);
-    else
-      std::free(ptr_);
-  }
-  FloatBuffer(const FloatBuffer&) = delete;
-  FloatBuffer& operator=(const FloatBuffer&) = delete;
-  float* get() const noexcept { return ptr_; }
-
- private:
-  float* ptr_ = nullptr;
-  std::size_t capacity_ = 0;  // > 0: a pooled huge-page block
-};
 
 // Splits targets [0, N) into ranges of about equal work, enough of them for the pool to
 // balance skewed degrees. A target costs `node_cost` edges' worth of work (GATv2 also
@@ -749,8 +634,8 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   const bool edge_terms = graph.has_edge_features();  // validate: then edge_dim matches
 
   AttentionOutput out;
-  out.values = output_matrix(x.rows(), out_features());
-  advise_huge_pages(out.values.data(), static_cast<std::size_t>(out.values.size()) * sizeof(float));
+  out.values = memory::output_matrix(x.rows(), out_features());
+  memory::advise_huge_pages(out.values.data(), static_cast<std::size_t>(out.values.size()) * sizeof(float));
 
   simd::GatParams kp;
   kp.heads = H;
@@ -772,10 +657,10 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
 
   const simd::GraphKernelTable& kernels = simd::active_graph_kernels();
   // The only [N, H·C] temporary: the transformed source rows, gathered by the edge kernel.
-  FloatBuffer transformed(N * HC);
-  FloatBuffer node_alpha(v2 ? 0 : 2 * N * H);
-  FloatBuffer edge_alpha(!v2 && edge_terms ? static_cast<std::size_t>(g.num_edges) * H : 0);
-  FloatBuffer loop_alpha(!v2 && edge_terms && options_.add_self_loops ? N * H : 0);
+  memory::FloatBuffer transformed(N * HC);
+  memory::FloatBuffer node_alpha(v2 ? 0 : 2 * N * H);
+  memory::FloatBuffer edge_alpha(!v2 && edge_terms ? static_cast<std::size_t>(g.num_edges) * H : 0);
+  memory::FloatBuffer loop_alpha(!v2 && edge_terms && options_.add_self_loops ? N * H : 0);
 
   // x' = x·Wᵀ (GAT) or x·W_lᵀ + b_l (GATv2) by row blocks; GAT also takes the per-node halves
   // of its scores (α_src = x'·att_src, α_dst = x'·att_dst) while each block is in cache.
@@ -831,8 +716,8 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
 
   const std::int64_t used = used_edges(g, options_.add_self_loops);
   if (need_weights) {
-    out.weights = output_matrix(used, static_cast<Index>(H));
-    advise_huge_pages(out.weights.data(), static_cast<std::size_t>(out.weights.size()) * sizeof(float));
+    out.weights = memory::output_matrix(used, static_cast<Index>(H));
+    memory::advise_huge_pages(out.weights.data(), static_cast<std::size_t>(out.weights.size()) * sizeof(float));
     out.weights_shape = {used, static_cast<Index>(H)};
     kp.weights = out.weights.data();
     kp.out_row = options_.add_self_loops && !g.kept_rank.empty() ? g.kept_rank.data() : nullptr;

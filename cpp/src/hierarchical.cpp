@@ -17,6 +17,7 @@
 #include <string>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
 
@@ -96,7 +97,7 @@ void HierarchicalAttention::validate(const std::vector<MatrixRef>& levels, const
                                 std::to_string(d) + " columns: query must be a vector [D]",
                             d, opt.query->size());
   if (opt.need_weights)
-    detail::checked_elements(l_count, max_rows, "attention weights", "pass need_weights=False to skip them");
+    memory::checked_elements(l_count, max_rows, "attention weights", "pass need_weights=False to skip them");
 }
 
 AttentionOutput HierarchicalAttention::compute(const std::vector<MatrixRef>& levels,

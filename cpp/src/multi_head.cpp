@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
 
@@ -187,7 +188,7 @@ MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Ind
     if (width > kMaxWidth)
       throw InvalidConfig(std::string(name) + " " + std::to_string(width) + " is too large (at most 2^31 - 1); " +
                           hint);
-  detail::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
+  memory::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
 
   auto w = std::make_shared<Weights>();
   if (packed()) {
@@ -333,9 +334,9 @@ void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const 
   detail::check_value_rows(lk, v.rows());
   detail::check_mask_shape(opt.mask, lq, lk, " (one mask for all heads)");
   const char* hint = "use shorter sequences";
-  detail::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
+  memory::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
   if (opt.need_weights)
-    detail::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
+    memory::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
                              "pass need_weights=False to stream without them");
 }
 
@@ -346,7 +347,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   const Index lq = q.rows(), lk = k.rows(), e = embed_dim_, heads = num_heads(), hd = head_dim();
 
   AttentionOutput out;
-  out.values = output_matrix(lq, e);
+  out.values = memory::output_matrix(lq, e);
   out.metadata["attention_type"] = std::string("multi_head");
   out.metadata["num_heads"] = static_cast<std::int64_t>(heads);
   out.metadata["head_dim"] = static_cast<std::int64_t>(hd);
@@ -355,7 +356,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   const bool per_head = opt.need_weights && !opt.average_weights;
   if (opt.need_weights) {
-    out.weights = output_matrix(per_head ? heads * lq : lq, lk);
+    out.weights = memory::output_matrix(per_head ? heads * lq : lq, lk);
     out.weights_shape = per_head ? std::vector<Index>{heads, lq, lk} : std::vector<Index>{lq, lk};
   }
   if (lq == 0) return out;

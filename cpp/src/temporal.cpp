@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector {
@@ -60,7 +61,7 @@ TemporalAttention::TemporalAttention(AttentionConfig config, TemporalOptions opt
 
 void TemporalAttention::validate(const MatrixRef& seq, bool need_weights) const {
   if (need_weights)
-    detail::checked_elements(seq.rows(), seq.rows(), "attention weights",
+    memory::checked_elements(seq.rows(), seq.rows(), "attention weights",
                              "pass need_weights=False to stream without them");
 }
 
@@ -103,9 +104,9 @@ AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, b
                                        bool need_weights) const {
   const Index t = seq.rows(), d = seq.cols();
   AttentionOutput out;
-  out.values = output_matrix(t, d);
+  out.values = memory::output_matrix(t, d);
   if (need_weights) {
-    out.weights = output_matrix(t, t);
+    out.weights = memory::output_matrix(t, t);
     out.weights_shape = {t, t};
   }
 

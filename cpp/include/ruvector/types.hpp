@@ -35,14 +35,4 @@ struct AttentionOutput {
   bool has_weights() const noexcept { return !weights_shape.empty(); }
 };
 
-// Large output matrices are reused between calls. A freshly mapped page costs the kernel a
-// clear on first touch, and far more on a virtual machine that hands freed pages back to its
-// host (measured here: 87 MB of fresh output took 10-170 ms to first touch). Mechanisms take
-// their outputs from output_matrix(); whoever frees an output may hand it back with
-// recycle_output() (the Python bindings do, when NumPy frees the array), and the next call of
-// the same size reuses it. At most two matrices of 1-128 MB, 256 MB in all, are kept, and
-// matrices of 16 KB to 1 MB (a batch's items) up to 64 MB in all, the oldest let go first.
-RowMatrixXf output_matrix(Index rows, Index cols);
-void recycle_output(RowMatrixXf&& m) noexcept;
-
 }  // namespace ruvector
