@@ -5,6 +5,7 @@
 #include <new>
 #include <string>
 
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
 
@@ -69,10 +70,6 @@ void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool
   run_gemm(g);
 }
 
-std::string shape_str(std::int64_t rows, std::int64_t cols) {
-  return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
-}
-
 void check_value_rows(std::int64_t keys, std::int64_t value_rows) {
   if (value_rows != keys)
     throw DimensionMismatch("value has " + std::to_string(value_rows) + " rows, key has " + std::to_string(keys) +
@@ -96,7 +93,7 @@ void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t l
                        std::to_string(mask.cols) + " columns: pass the number of elements between rows");
   if (mask.rows != lq || mask.cols != lk)
     throw DimensionMismatch(
-        "mask has shape " + shape_str(mask.rows, mask.cols) + ", expected [Lq, Lk] = " + shape_str(lq, lk) + note,
+        "mask has shape " + shape_str({mask.rows, mask.cols}) + ", expected [Lq, Lk] = " + shape_str({lq, lk}) + note,
         lq * lk, mask.rows * mask.cols);
 }
 

@@ -5,7 +5,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "ruvector/dot_product.hpp"
 #include "simd/kernels.hpp"
@@ -23,8 +22,6 @@ void run_gemm(const simd::GemmParams& p);
 // b_transposed, plus bias[n] when given.
 void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
           std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias);
-
-std::string shape_str(std::int64_t rows, std::int64_t cols);
 
 // The checks every (query, key, value) front end shares: one value row per key, and a mask
 // of shape [Lq, Lk] (`note` is appended to the message). Throw DimensionMismatch.

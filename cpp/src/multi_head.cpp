@@ -11,6 +11,7 @@
 
 #include "attention_core.hpp"
 #include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
 
@@ -85,12 +86,6 @@ constexpr const char* kInProjBias = "in_proj_bias";
 constexpr const char* kOutProjWeight = "out_proj.weight";
 constexpr const char* kOutProjBias = "out_proj.bias";
 constexpr const char* kSeparate[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
-
-std::string shape_text(const std::vector<Index>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // Identity with ones on the main diagonal of a rectangular matrix (numpy.eye(rows, cols)).
 RowMatrixXf eye(Index rows, Index cols) {
@@ -264,7 +259,7 @@ StateDict MultiHeadAttention::get_weights() const {
 void MultiHeadAttention::set_weights(const StateDict& d) {
   const auto shapes = weight_shapes();
   std::string names;
-  for (const auto& [name, shape] : shapes) names += (names.empty() ? "" : ", ") + name + " " + shape_text(shape);
+  for (const auto& [name, shape] : shapes) names += (names.empty() ? "" : ", ") + name + " " + detail::shape_str(shape);
 
   for (const auto& [name, param] : d) {
     auto it = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
@@ -288,18 +283,18 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
     Index count = 1;
     for (Index s : param.shape) count *= s;
     if (param.shape != expected)
-      throw InvalidInput("weight '" + name + "' has shape " + shape_text(param.shape) + ", expected " +
-                         shape_text(expected));
+      throw InvalidInput("weight '" + name + "' has shape " + detail::shape_str(param.shape) + ", expected " +
+                         detail::shape_str(expected));
     if (param.data.size() != count)
       throw InvalidInput("weight '" + name + "' holds " + std::to_string(param.data.size()) + " numbers, its shape " +
-                         shape_text(param.shape) + " needs " + std::to_string(count));
+                         detail::shape_str(param.shape) + " needs " + std::to_string(count));
   }
   for (const auto& [name, shape] : shapes)
     if (d.find(name) == d.end()) {
       std::string hint = "give every weight that get_weights() returns (" + names + ")";
       if (name == kInProjBias || name == kOutProjBias)
         hint += "; a torch module built with bias=False has none: build this layer with use_bias=False";
-      throw InvalidInput("missing weight '" + name + "' " + shape_text(shape) + ": " + hint);
+      throw InvalidInput("missing weight '" + name + "' " + detail::shape_str(shape) + ": " + hint);
     }
 
   auto w = std::make_shared<Weights>();

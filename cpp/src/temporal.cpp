@@ -5,12 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "attention_core.hpp"
 #include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector {
@@ -18,34 +18,29 @@ namespace {
 
 constexpr double kFloatMax = static_cast<double>(std::numeric_limits<float>::max());
 
-std::string num(double x) {
-  std::ostringstream s;
-  s.precision(17);
-  s << x;
-  return s.str();
-}
-
 }  // namespace
 
 void TemporalOptions::validate() const {
   if (!std::isfinite(decay_rate) || decay_rate < 0.0)
-    throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " + num(decay_rate));
+    throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " +
+                        detail::number_str(decay_rate));
   if (decay_rate > kFloatMax)
-    throw InvalidConfig("decay_rate " + num(decay_rate) +
+    throw InvalidConfig("decay_rate " + detail::number_str(decay_rate) +
                         " does not fit in float32 (max 3.4e38): rescale the timestamps");
   if (half_life) {
     if (!std::isfinite(*half_life) || *half_life <= 0.0)
-      throw InvalidConfig("half_life must be a finite number > 0 (or None), got " + num(*half_life));
+      throw InvalidConfig("half_life must be a finite number > 0 (or None), got " + detail::number_str(*half_life));
     if (decay_rate != 0.0)
       throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
-                          num(decay_rate) + " and half_life=" + num(*half_life));
+                          detail::number_str(decay_rate) + " and half_life=" + detail::number_str(*half_life));
     if (std::log(2.0) / *half_life > kFloatMax)
       throw InvalidConfig(
-          "half_life " + num(*half_life) +
+          "half_life " + detail::number_str(*half_life) +
           " is too small: its decay rate ln 2 / half_life does not fit in float32; rescale the timestamps");
   }
   if (window && (!std::isfinite(*window) || *window < 0.0))
-    throw InvalidConfig("window must be a finite number >= 0 (or None for no window), got " + num(*window));
+    throw InvalidConfig("window must be a finite number >= 0 (or None for no window), got " +
+                        detail::number_str(*window));
 }
 
 double TemporalOptions::lambda() const {
@@ -76,13 +71,13 @@ void TemporalAttention::validate(const MatrixRef& seq, const Eigen::Ref<const Ei
   for (Index i = 0; i < t; ++i) {
     const double x = ts[i];
     if (!std::isfinite(x))
-      throw InvalidInput("timestamps[" + std::to_string(i) + "] is " + num(x) +
+      throw InvalidInput("timestamps[" + std::to_string(i) + "] is " + detail::number_str(x) +
                          ": timestamps must be finite numbers (drop or fill that event)");
     lo = i == 0 ? x : std::min(lo, x);
     hi = i == 0 ? x : std::max(hi, x);
   }
   if (!(hi - lo <= kFloatMax))
-    throw InvalidInput("timestamps span " + num(hi - lo) +
+    throw InvalidInput("timestamps span " + detail::number_str(hi - lo) +
                        ", more than float32 can hold (3.4e38): rescale them (e.g. to larger time units)");
   validate(seq, need_weights);
 }

@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "attention_core.hpp"
 #include "graph/internal.hpp"
 #include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/graph.hpp"
 
@@ -95,9 +95,9 @@ bool is_vector(const std::string& name) {
 
 // PyG's shape of a parameter, for messages: [1, H, C], [n] or [out, in].
 std::string pyg_shape(const std::string& name, Index rows, Index cols) {
-  if (is_head_tensor(name)) return "[1, " + std::to_string(rows) + ", " + std::to_string(cols) + "]";
-  if (is_vector(name)) return "[" + std::to_string(cols) + "]";
-  return detail::shape_str(rows, cols);
+  if (is_head_tensor(name)) return detail::shape_str({1, rows, cols});
+  if (is_vector(name)) return detail::shape_str({cols});
+  return detail::shape_str({rows, cols});
 }
 
 std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shapes) {

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
-#include "attention_core.hpp"
 #include "graph/internal.hpp"
 #include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/graph.hpp"
 
@@ -155,7 +155,7 @@ namespace {
 void check_edge_matrix(const Eigen::Ref<const RowMatrixXi64>& m, bool edge_index) {
   if (edge_index ? m.rows() != 2 : m.cols() != 2)
     throw DimensionMismatch(
-        std::string(edge_index ? "edge_index" : "edges") + " has shape " + detail::shape_str(m.rows(), m.cols()) +
+        std::string(edge_index ? "edge_index" : "edges") + " has shape " + detail::shape_str({m.rows(), m.cols()}) +
             ", expected " +
             (edge_index ? "[2, E] (row 0 sources, row 1 targets)" : "[E, 2] (one (source, target) row per edge)"),
         2, edge_index ? m.rows() : m.cols());

@@ -9,8 +9,8 @@
 #include <sstream>
 #include <string>
 
-#include "attention_core.hpp"
 #include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -88,7 +88,7 @@ std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* w
   if (too_big) {
     std::ostringstream mb;  // a double: shapes near 2^63 elements overflow any integer count
     mb << std::setprecision(bytes < 1e15 ? 15 : 3) << (rows < 0 || cols < 0 ? 0.0 : std::floor(bytes / 1e6));
-    throw InvalidInput(std::string(what) + " of shape " + detail::shape_str(rows, cols) + " needs " + mb.str() +
+    throw InvalidInput(std::string(what) + " of shape " + detail::shape_str({rows, cols}) + " needs " + mb.str() +
                        " MB, more than this process can allocate now; " + hint);
   }
   return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
