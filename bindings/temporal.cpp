@@ -20,8 +20,9 @@ struct TemporalJob final : Job {
   bool need_weights = true;
 
   AttentionOutput run() override {
-    if (!has_timestamps) return self->compute(sequence.matrix(), need_weights);
-    return self->compute(sequence.matrix(), Eigen::Map<const Eigen::VectorXd>(ts_data, ts_size), need_weights);
+    if (!has_timestamps) return self->compute(sequence.matrix(), TemporalOptions{need_weights});
+    return self->compute(sequence.matrix(), Eigen::Map<const Eigen::VectorXd>(ts_data, ts_size),
+                         TemporalOptions{need_weights});
   }
 };
 
@@ -32,14 +33,14 @@ JobPtr prepare(py::handle self, py::handle sequence, py::handle timestamps, bool
   job->sequence = to_matrix(sequence, "sequence", "[T, D]");
   job->need_weights = need_weights;
   if (timestamps.is_none()) {
-    job->self->validate(job->sequence.matrix(), need_weights);
+    job->self->validate(job->sequence.matrix(), TemporalOptions{need_weights});
   } else {
     job->timestamps = to_double_vector(timestamps, "timestamps", "[T]", /*shift_integers=*/true);
     job->ts_data = job->timestamps.data();
     job->ts_size = static_cast<Index>(job->timestamps.size());
     job->has_timestamps = true;
     job->self->validate(job->sequence.matrix(), Eigen::Map<const Eigen::VectorXd>(job->ts_data, job->ts_size),
-                        need_weights);
+                        TemporalOptions{need_weights});
   }
   return job;
 }
@@ -52,7 +53,7 @@ TemporalAttention make(py::handle config, bool causal, std::optional<double> dec
     throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
                         std::string(py::str(py::float_(*decay_rate))) +
                         " and half_life=" + std::string(py::str(py::float_(*half_life))));
-  TemporalOptions o;
+  TemporalConfig o;
   o.causal = causal;
   o.decay_rate = decay_rate.value_or(0.0);
   o.half_life = half_life;
@@ -69,11 +70,11 @@ void register_temporal(py::module_& m) {
       .def(py::init(&make), py::arg("config") = py::none(), py::kw_only(), py::arg("causal") = true,
            py::arg("decay_rate") = py::none(), py::arg("half_life") = py::none(), py::arg("window") = py::none())
       .def_property_readonly("config", &TemporalAttention::config)
-      .def_property_readonly("causal", [](const TemporalAttention& a) { return a.options().causal; })
+      .def_property_readonly("causal", [](const TemporalAttention& a) { return a.temporal_config().causal; })
       .def_property_readonly("decay_rate", &TemporalAttention::decay_rate,
                              "λ in use (ln 2 / half_life when half_life was given).")
-      .def_property_readonly("half_life", [](const TemporalAttention& a) { return a.options().half_life; })
-      .def_property_readonly("window", [](const TemporalAttention& a) { return a.options().window; })
+      .def_property_readonly("half_life", [](const TemporalAttention& a) { return a.temporal_config().half_life; })
+      .def_property_readonly("window", [](const TemporalAttention& a) { return a.temporal_config().window; })
       .def(
           "compute",
           [](py::handle self, py::handle sequence, py::handle timestamps, bool need_weights) {
@@ -88,12 +89,12 @@ void register_temporal(py::module_& m) {
           py::arg("sequence"), py::arg("timestamps") = py::none(), py::kw_only(), py::arg("need_weights") = true)
       .def(py::pickle(
           [](const TemporalAttention& a) {
-            const TemporalOptions& o = a.options();
+            const TemporalConfig& o = a.temporal_config();
             return py::make_tuple(py::cast(a.config()), o.causal, o.decay_rate, o.half_life, o.window);
           },
           [](const py::object& state) {
             return from_pickle_state("TemporalAttention", state, 5, [](const py::tuple& t) {
-              TemporalOptions o;
+              TemporalConfig o;
               o.causal = t[1].cast<bool>();
               o.decay_rate = t[2].cast<double>();
               o.half_life = t[3].cast<std::optional<double>>();

@@ -14,6 +14,7 @@
 #include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
+#include "state_dict.hpp"
 
 namespace ruvector {
 
@@ -280,14 +281,10 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
       throw InvalidInput("unknown weight '" + name + "': " + why + "this layer's weights are " + names);
     }
     const std::vector<Index>& expected = it->second;
-    Index count = 1;
-    for (Index s : param.shape) count *= s;
     if (param.shape != expected)
       throw InvalidInput("weight '" + name + "' has shape " + detail::shape_str(param.shape) + ", expected " +
                          detail::shape_str(expected));
-    if (param.data.size() != count)
-      throw InvalidInput("weight '" + name + "' holds " + std::to_string(param.data.size()) + " numbers, its shape " +
-                         detail::shape_str(param.shape) + " needs " + std::to_string(count));
+    detail::check_parameter_data(name, param);
   }
   for (const auto& [name, shape] : shapes)
     if (d.find(name) == d.end()) {
@@ -298,11 +295,8 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
     }
 
   auto w = std::make_shared<Weights>();
-  for (const auto& [name, shape] : shapes) {  // biases [n] are kept as [1, n] rows
-    const RowMatrixXf& src = d.at(name).data;
-    (*w).*Weights::member(name) =
-        Eigen::Map<const RowMatrixXf>(src.data(), shape.size() == 1 ? 1 : shape[0], shape.back());
-  }
+  for (const auto& [name, shape] : shapes)  // biases [n] are kept as [1, n] rows
+    (*w).*Weights::member(name) = detail::parameter_matrix(d.at(name));
   w->find_identities(embed_dim_, kdim_, vdim_);
   std::lock_guard<std::mutex> lock(weights_mutex_);
   weights_ = std::move(w);

@@ -20,7 +20,7 @@ constexpr double kFloatMax = static_cast<double>(std::numeric_limits<float>::max
 
 }  // namespace
 
-void TemporalOptions::validate() const {
+void TemporalConfig::validate() const {
   if (!std::isfinite(decay_rate) || decay_rate < 0.0)
     throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " +
                         detail::number_str(decay_rate));
@@ -43,25 +43,25 @@ void TemporalOptions::validate() const {
                         detail::number_str(*window));
 }
 
-double TemporalOptions::lambda() const {
+double TemporalConfig::lambda() const {
   return half_life ? std::log(2.0) / *half_life : decay_rate;
 }
 
-TemporalAttention::TemporalAttention(AttentionConfig config, TemporalOptions options)
-    : config_(config), options_(options) {
+TemporalAttention::TemporalAttention(AttentionConfig config, TemporalConfig temporal)
+    : config_(config), options_(temporal) {
   config_.validate();
   options_.validate();
   lambda_ = options_.lambda();
 }
 
-void TemporalAttention::validate(const MatrixRef& seq, bool need_weights) const {
-  if (need_weights)
+void TemporalAttention::validate(const MatrixRef& seq, const TemporalOptions& options) const {
+  if (options.need_weights)
     memory::checked_elements(seq.rows(), seq.rows(), "attention weights",
                              "pass need_weights=False to stream without them");
 }
 
 void TemporalAttention::validate(const MatrixRef& seq, const Eigen::Ref<const Eigen::VectorXd>& ts,
-                                 bool need_weights) const {
+                                 const TemporalOptions& options) const {
   const Index t = seq.rows();
   if (ts.size() != t)
     throw DimensionMismatch("timestamps has " + std::to_string(ts.size()) + " entries, sequence has " +
@@ -79,20 +79,20 @@ void TemporalAttention::validate(const MatrixRef& seq, const Eigen::Ref<const Ei
   if (!(hi - lo <= kFloatMax))
     throw InvalidInput("timestamps span " + detail::number_str(hi - lo) +
                        ", more than float32 can hold (3.4e38): rescale them (e.g. to larger time units)");
-  validate(seq, need_weights);
+  validate(seq, options);
 }
 
-AttentionOutput TemporalAttention::compute(const MatrixRef& seq, bool need_weights) const {
-  validate(seq, need_weights);
-  return run(seq, nullptr, false, need_weights);
+AttentionOutput TemporalAttention::compute(const MatrixRef& seq, const TemporalOptions& options) const {
+  validate(seq, options);
+  return run(seq, nullptr, false, options.need_weights);
 }
 
 AttentionOutput TemporalAttention::compute(const MatrixRef& seq, const Eigen::Ref<const Eigen::VectorXd>& ts,
-                                           bool need_weights) const {
-  validate(seq, ts, need_weights);
+                                           const TemporalOptions& options) const {
+  validate(seq, ts, options);
   // A strided Ref is copied once into contiguous memory (T doubles).
   const Eigen::VectorXd contiguous = ts;
-  return run(seq, contiguous.data(), true, need_weights);
+  return run(seq, contiguous.data(), true, options.need_weights);
 }
 
 AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, bool has_timestamps,

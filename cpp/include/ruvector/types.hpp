@@ -1,5 +1,5 @@
-// Value types shared by every mechanism: row-major float matrices at the edges and the
-// AttentionOutput they return.
+// Value types shared by every mechanism: row-major float matrices at the edges, the
+// AttentionOutput they return and the StateDict that carries a layer's weights.
 #pragma once
 
 #include <Eigen/Core>
@@ -34,5 +34,16 @@ struct AttentionOutput {
 
   bool has_weights() const noexcept { return !weights_shape.empty(); }
 };
+
+// One named parameter as torch's state_dict holds it. `shape` is torch's ({n} for a vector,
+// {rows, cols} for a matrix, {1, H, C} for a GAT attention vector); `data` holds the numbers
+// row-major as a matrix of the last dimension's width ([1, n] for a vector, [H, C] for
+// {1, H, C}).
+struct Parameter {
+  std::vector<Index> shape;
+  RowMatrixXf data;
+};
+// A layer's weights by torch / PyG state_dict name (MultiHeadAttention, GraphAttention).
+using StateDict = std::map<std::string, Parameter>;
 
 }  // namespace ruvector

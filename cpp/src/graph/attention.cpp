@@ -22,7 +22,7 @@
 namespace ruvector {
 namespace {
 
-std::int64_t used_edges(const GraphCsr& g, bool add_self_loops) {
+std::int64_t used_edges(const detail::GraphCsr& g, bool add_self_loops) {
   return add_self_loops ? g.num_ordinary_edges() + g.num_nodes : g.num_edges;
 }
 
@@ -32,8 +32,8 @@ const char* variant_name(GraphVariant v) {
 
 }  // namespace
 
-void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, bool need_weights) const {
-  const GraphCsr& g = graph.csr();
+void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, const GraphOptions& options) const {
+  const detail::GraphCsr& g = graph.csr();
   if (g.num_nodes != x.rows())
     throw DimensionMismatch("node_features has " + std::to_string(x.rows()) + " rows, but the graph has " +
                                 std::to_string(g.num_nodes) + " nodes: give one feature row per node",
@@ -45,23 +45,23 @@ void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, b
                                 std::to_string(p->in_features) + "] features",
                             p->in_features, x.cols());
   if (graph.has_edge_features()) {
-    if (!options_.edge_dim)
+    if (!graph_config_.edge_dim)
       throw InvalidInput("the graph has edge features but this layer has edge_dim=None: create it with edge_dim=" +
                          std::to_string(graph.edge_feature_dim()) +
                          " to use them, or build the GraphStructure without edge_features");
-    if (graph.edge_feature_dim() != *options_.edge_dim)
+    if (graph.edge_feature_dim() != *graph_config_.edge_dim)
       throw DimensionMismatch("edge_features has " + std::to_string(graph.edge_feature_dim()) +
-                                  " columns, but this layer has edge_dim=" + std::to_string(*options_.edge_dim) +
-                                  ": give [E, " + std::to_string(*options_.edge_dim) + "] edge features",
-                              *options_.edge_dim, graph.edge_feature_dim());
+                                  " columns, but this layer has edge_dim=" + std::to_string(*graph_config_.edge_dim) +
+                                  ": give [E, " + std::to_string(*graph_config_.edge_dim) + "] edge features",
+                              *graph_config_.edge_dim, graph.edge_feature_dim());
   }
   const std::int64_t hc = static_cast<std::int64_t>(config_.num_heads) * config_.head_dim;
   memory::checked_elements(x.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
   memory::checked_elements(x.rows(), out_features(), "output", "use fewer nodes, heads or channels");
-  if (graph.has_edge_features() && options_.variant == GraphVariant::Gat)
+  if (graph.has_edge_features() && graph_config_.variant == GraphVariant::Gat)
     memory::checked_elements(g.num_edges, config_.num_heads, "edge scores", "use fewer edges or heads");
-  if (need_weights)
-    memory::checked_elements(used_edges(g, options_.add_self_loops), config_.num_heads + 4, "attention weights",
+  if (options.need_weights)
+    memory::checked_elements(used_edges(g, graph_config_.add_self_loops), config_.num_heads + 4, "attention weights",
                              "pass need_weights=False to compute without them");
 }
 
@@ -71,7 +71,7 @@ namespace {
 // balance skewed degrees. A target costs `node_cost` edges' worth of work (GATv2 also
 // transforms its row per task) and a range holds at most `max_targets` of them (bounding that
 // task's scratch).
-std::vector<std::size_t> target_ranges(const GraphCsr& g, double node_cost, std::size_t max_targets) {
+std::vector<std::size_t> target_ranges(const detail::GraphCsr& g, double node_cost, std::size_t max_targets) {
   const std::size_t n = static_cast<std::size_t>(g.num_nodes);
   const auto cost_before = [&](std::size_t i) {
     return static_cast<double>(g.indptr[i]) + node_cost * static_cast<double>(i);
@@ -118,15 +118,17 @@ void parallel_blocks(std::size_t rows, std::size_t block, Fn fn) {
 
 }  // namespace
 
-AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure& graph, bool need_weights) const {
-  validate(x, graph, need_weights);
+AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure& graph,
+                                        const GraphOptions& options) const {
+  validate(x, graph, options);
+  const bool need_weights = options.need_weights;
   const auto params = parameters(x.cols());
-  const Parameters& P = *params;
-  const GraphCsr& g = graph.csr();
+  const detail::GraphParameters& P = *params;
+  const detail::GraphCsr& g = graph.csr();
   const std::size_t N = static_cast<std::size_t>(x.rows()), F = static_cast<std::size_t>(x.cols());
   const std::size_t H = static_cast<std::size_t>(config_.num_heads), C = static_cast<std::size_t>(config_.head_dim);
   const std::size_t HC = H * C;
-  const bool v2 = options_.variant == GraphVariant::GatV2;
+  const bool v2 = graph_config_.variant == GraphVariant::GatV2;
   const bool edge_terms = graph.has_edge_features();  // validate: then edge_dim matches
 
   AttentionOutput out;
@@ -137,13 +139,13 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   kp.heads = H;
   kp.channels = C;
   kp.v2 = v2;
-  kp.concat = options_.concat;
-  kp.negative_slope = static_cast<float>(options_.negative_slope);
+  kp.concat = graph_config_.concat;
+  kp.negative_slope = static_cast<float>(graph_config_.negative_slope);
   kp.indptr = g.indptr.data();
   kp.source = g.source.data();
   kp.edge_id = g.edge_id.data();
-  kp.add_self_loops = options_.add_self_loops;
-  if (!options_.add_self_loops && g.num_self_loops > 0) {
+  kp.add_self_loops = graph_config_.add_self_loops;
+  if (!graph_config_.add_self_loops && g.num_self_loops > 0) {
     kp.loop_indptr = g.loop_indptr.data();
     kp.loop_edge_id = g.loop_edge_id.data();
   }
@@ -156,7 +158,7 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   memory::FloatBuffer transformed(N * HC);
   memory::FloatBuffer node_alpha(v2 ? 0 : 2 * N * H);
   memory::FloatBuffer edge_alpha(!v2 && edge_terms ? static_cast<std::size_t>(g.num_edges) * H : 0);
-  memory::FloatBuffer loop_alpha(!v2 && edge_terms && options_.add_self_loops ? N * H : 0);
+  memory::FloatBuffer loop_alpha(!v2 && edge_terms && graph_config_.add_self_loops ? N * H : 0);
 
   // x' = x·Wᵀ (GAT) or x·W_lᵀ + b_l (GATv2) by row blocks; GAT also takes the per-node halves
   // of its scores (α_src = x'·att_src, α_dst = x'·att_dst) while each block is in cache.
@@ -185,10 +187,10 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     kp.alpha_dst = t.alpha_dst;
     if (edge_terms) {
       // α_edge = (f·W_eᵀ)·att_edge per head = f·(W_eᵀ att_edge): [E, H], never [E, H·C].
-      const std::size_t de = static_cast<std::size_t>(*options_.edge_dim);
+      const std::size_t de = static_cast<std::size_t>(*graph_config_.edge_dim);
       detail::gemm(graph.edge_features().data(), de, P.edge_att.data(), H, false, edge_alpha.get(), H,
                    static_cast<std::size_t>(g.num_edges), H, de, nullptr);
-      if (options_.add_self_loops)
+      if (graph_config_.add_self_loops)
         detail::gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de,
                      nullptr);
       kp.edge_alpha = edge_alpha.get();
@@ -203,20 +205,20 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     kp.b_dst = config_.use_bias ? P.named.at("lin_r.bias").data() : nullptr;
     if (edge_terms) {
       kp.edge_features = graph.edge_features().data();
-      kp.ld_ef = static_cast<std::size_t>(*options_.edge_dim);
-      kp.loop_features = options_.add_self_loops ? graph.self_loop_features().data() : nullptr;
+      kp.ld_ef = static_cast<std::size_t>(*graph_config_.edge_dim);
+      kp.loop_features = graph_config_.add_self_loops ? graph.self_loop_features().data() : nullptr;
       kp.edge_proj = P.edge_proj.data();
-      kp.edge_dim = static_cast<std::size_t>(*options_.edge_dim);
+      kp.edge_dim = static_cast<std::size_t>(*graph_config_.edge_dim);
     }
   }
 
-  const std::int64_t used = used_edges(g, options_.add_self_loops);
+  const std::int64_t used = used_edges(g, graph_config_.add_self_loops);
   if (need_weights) {
     out.weights = memory::output_matrix(used, static_cast<Index>(H));
     memory::advise_huge_pages(out.weights.data(), static_cast<std::size_t>(out.weights.size()) * sizeof(float));
     out.weights_shape = {used, static_cast<Index>(H)};
     kp.weights = out.weights.data();
-    kp.out_row = options_.add_self_loops && !g.kept_rank.empty() ? g.kept_rank.data() : nullptr;
+    kp.out_row = graph_config_.add_self_loops && !g.kept_rank.empty() ? g.kept_rank.data() : nullptr;
     kp.loop_row0 = static_cast<std::size_t>(g.num_ordinary_edges());
   }
 
@@ -243,7 +245,7 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
       if (kp.loop_indptr)
         for (std::int64_t p = g.loop_indptr[i]; p < g.loop_indptr[i + 1]; ++p)
           edges.row(g.loop_edge_id[p]).setConstant(i);
-      if (options_.add_self_loops) edges.row(g.num_ordinary_edges() + i).setConstant(i);
+      if (graph_config_.add_self_loops) edges.row(g.num_ordinary_edges() + i).setConstant(i);
     }
     out.metadata["edges"] = std::move(edges);
   }
@@ -251,8 +253,8 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
   out.metadata["num_nodes"] = static_cast<std::int64_t>(g.num_nodes);
   out.metadata["num_edges"] = static_cast<std::int64_t>(g.num_edges);
   out.metadata["num_heads"] = static_cast<std::int64_t>(H);
-  out.metadata["variant"] = std::string(variant_name(options_.variant));
-  out.metadata["concat"] = options_.concat;
+  out.metadata["variant"] = std::string(variant_name(graph_config_.variant));
+  out.metadata["concat"] = graph_config_.concat;
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   return out;
 }

@@ -17,10 +17,11 @@
 #include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/graph.hpp"
+#include "state_dict.hpp"
 
 namespace ruvector {
 
-void GraphAttentionOptions::validate() const {
+void GraphConfig::validate() const {
   if (in_features && *in_features < 0)
     throw InvalidConfig("in_features must be >= 0 (or None to take it from the first call), got " +
                         std::to_string(*in_features));
@@ -32,7 +33,8 @@ void GraphAttentionOptions::validate() const {
 
 namespace {
 
-using Parameters = GraphAttention::Parameters;
+using Parameters = detail::GraphParameters;
+using Matrices = std::map<std::string, RowMatrixXf>;  // PyG names → the matrices a layer keeps
 
 std::uint64_t mix64(std::uint64_t x) noexcept {  // SplitMix64 finaliser
   x += 0x9e3779b97f4a7c15ULL;
@@ -62,8 +64,8 @@ double glorot_bound(Index a, Index b) {
   return a + b > 0 ? std::sqrt(6.0 / static_cast<double>(a + b)) : 0.0;
 }
 
-// The expected C++ shape of every parameter this layer has.
-std::map<std::string, std::pair<Index, Index>> expected_shapes(const AttentionConfig& c, const GraphAttentionOptions& o,
+// The matrix shape [rows, cols] of every parameter this layer has.
+std::map<std::string, std::pair<Index, Index>> expected_shapes(const AttentionConfig& c, const GraphConfig& o,
                                                                std::int64_t in_features) {
   const Index H = c.num_heads, C = c.head_dim, HC = H * C, out = o.concat ? HC : C;
   std::map<std::string, std::pair<Index, Index>> s;
@@ -93,11 +95,11 @@ bool is_vector(const std::string& name) {
   return name == "bias" || (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
 }
 
-// PyG's shape of a parameter, for messages: [1, H, C], [n] or [out, in].
-std::string pyg_shape(const std::string& name, Index rows, Index cols) {
-  if (is_head_tensor(name)) return detail::shape_str({1, rows, cols});
-  if (is_vector(name)) return detail::shape_str({cols});
-  return detail::shape_str({rows, cols});
+// PyG's shape of a parameter kept as a [rows, cols] matrix: [1, H, C], [n] or [out, in].
+std::vector<Index> pyg_shape(const std::string& name, Index rows, Index cols) {
+  if (is_head_tensor(name)) return {1, rows, cols};
+  if (is_vector(name)) return {cols};
+  return {rows, cols};
 }
 
 std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shapes) {
@@ -108,8 +110,8 @@ std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shape
 
 // Glorot weights as PyG's reset_parameters (att and Linear weights glorot, Linear biases
 // uniform(±1/√in), output bias zeros), drawn from the seed.
-GraphWeights initial_weights(const AttentionConfig& c, const GraphAttentionOptions& o, std::int64_t in_features) {
-  GraphWeights w;
+Matrices initial_weights(const AttentionConfig& c, const GraphConfig& o, std::int64_t in_features) {
+  Matrices w;
   for (const auto& [name, shape] : expected_shapes(c, o, in_features)) {
     memory::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
                              "use a smaller in_features (input width), or fewer heads or channels");
@@ -124,8 +126,8 @@ GraphWeights initial_weights(const AttentionConfig& c, const GraphAttentionOptio
   return w;
 }
 
-std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, const GraphAttentionOptions& o,
-                                                  std::int64_t in_features, GraphWeights named) {
+std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, const GraphConfig& o,
+                                                  std::int64_t in_features, Matrices named) {
   auto p = std::make_shared<Parameters>();
   p->in_features = in_features;
   p->named = std::move(named);
@@ -153,35 +155,35 @@ std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, cons
 // ---------------------------------------------------------------------------------------------
 // GraphAttention
 
-GraphAttention::GraphAttention(AttentionConfig config, GraphAttentionOptions options)
-    : config_(config), options_(options) {
+GraphAttention::GraphAttention(AttentionConfig config, GraphConfig options)
+    : config_(config), graph_config_(options) {
   config_.validate();
-  options_.validate();
+  graph_config_.validate();
   const double hc = static_cast<double>(config_.num_heads) * static_cast<double>(config_.head_dim);
   if (hc > static_cast<double>(std::numeric_limits<std::int32_t>::max()))
     throw InvalidConfig("num_heads * head_dim = " + std::to_string(static_cast<long long>(hc)) +
                         " is too large: use fewer heads or channels");
-  if (options_.in_features) initialize(*options_.in_features);
+  if (graph_config_.in_features) initialize(*graph_config_.in_features);
 }
 
 GraphAttention::GraphAttention(const GraphAttention& other)
-    : config_(other.config_), options_(other.options_), params_(other.snapshot()) {}
+    : config_(other.config_), graph_config_(other.graph_config_), params_(other.snapshot()) {}
 
 GraphAttention& GraphAttention::operator=(const GraphAttention& other) {
   if (this == &other) return *this;
   auto p = other.snapshot();
   std::lock_guard<std::mutex> lock(mutex_);
   config_ = other.config_;
-  options_ = other.options_;
+  graph_config_ = other.graph_config_;
   params_ = std::move(p);
   return *this;
 }
 
 std::int64_t GraphAttention::out_features() const noexcept {
-  return options_.concat ? static_cast<std::int64_t>(config_.num_heads) * config_.head_dim : config_.head_dim;
+  return graph_config_.concat ? static_cast<std::int64_t>(config_.num_heads) * config_.head_dim : config_.head_dim;
 }
 
-std::shared_ptr<const GraphAttention::Parameters> GraphAttention::snapshot() const {
+std::shared_ptr<const detail::GraphParameters> GraphAttention::snapshot() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return params_;
 }
@@ -192,7 +194,7 @@ std::optional<std::int64_t> GraphAttention::in_features() const {
   return std::nullopt;
 }
 
-std::shared_ptr<const GraphAttention::Parameters> GraphAttention::parameters(std::int64_t in_features) const {
+std::shared_ptr<const detail::GraphParameters> GraphAttention::parameters(std::int64_t in_features) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (params_) {
     if (params_->in_features != in_features)
@@ -204,7 +206,7 @@ std::shared_ptr<const GraphAttention::Parameters> GraphAttention::parameters(std
     return params_;
   }
   // Lazy initialisation, once, under the lock: concurrent first calls agree on one set.
-  params_ = make_parameters(config_, options_, in_features, initial_weights(config_, options_, in_features));
+  params_ = make_parameters(config_, graph_config_, in_features, initial_weights(config_, graph_config_, in_features));
   return params_;
 }
 
@@ -221,21 +223,23 @@ void GraphAttention::initialize(std::int64_t in_features) const {
 
 std::vector<std::string> GraphAttention::weight_names() const {
   std::vector<std::string> names;
-  for (const auto& [name, shape] : expected_shapes(config_, options_, 0)) names.push_back(name);
+  for (const auto& [name, shape] : expected_shapes(config_, graph_config_, 0)) names.push_back(name);
   return names;
 }
 
-GraphWeights GraphAttention::get_weights() const {
-  auto p = snapshot();
-  return p ? p->named : GraphWeights{};
+StateDict GraphAttention::get_weights() const {
+  StateDict d;
+  if (const auto p = snapshot())
+    for (const auto& [name, m] : p->named) d[name] = Parameter{pyg_shape(name, m.rows(), m.cols()), m};
+  return d;
 }
 
-void GraphAttention::set_weights(const GraphWeights& weights) {
-  const auto known = expected_shapes(config_, options_, 0);  // names do not depend on in_features
+void GraphAttention::set_weights(const StateDict& weights) {
+  const auto known = expected_shapes(config_, graph_config_, 0);  // names do not depend on in_features
   for (const auto& [name, value] : weights)
     if (known.find(name) == known.end())
       throw InvalidInput("unknown weight '" + name + "': this " +
-                         (options_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") + "-style layer has " +
+                         (graph_config_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") + "-style layer has " +
                          names_of(known));
   std::lock_guard<std::mutex> update(update_mutex_);
   auto current = snapshot();
@@ -246,7 +250,7 @@ void GraphAttention::set_weights(const GraphWeights& weights) {
   for (const char* name : projections) {
     auto it = weights.find(name);
     if (it == weights.end()) continue;
-    const std::int64_t cols = it->second.cols();
+    const std::int64_t cols = it->second.shape.empty() ? 0 : it->second.shape.back();
     if (in && *in != cols)
       throw DimensionMismatch(std::string(name) + " has " + std::to_string(cols) + " columns, but this layer takes " +
                                   std::to_string(*in) + " input features (in_features): give [" +
@@ -255,21 +259,23 @@ void GraphAttention::set_weights(const GraphWeights& weights) {
                               *in, cols);
     in = cols;
   }
-  const auto shapes = expected_shapes(config_, options_, in.value_or(0));
+  const auto shapes = expected_shapes(config_, graph_config_, in.value_or(0));
   for (const auto& [name, value] : weights) {
-    auto it = shapes.find(name);
-    if (value.rows() != it->second.first || value.cols() != it->second.second)
-      throw DimensionMismatch(name + " has shape " + pyg_shape(name, value.rows(), value.cols()) + ", expected " +
-                                  pyg_shape(name, it->second.first, it->second.second),
-                              it->second.first * it->second.second, value.rows() * value.cols());
+    const auto& [rows, cols] = shapes.at(name);
+    const std::vector<Index> expected = pyg_shape(name, rows, cols);
+    if (value.shape != expected)
+      throw DimensionMismatch(name + " has shape " + detail::shape_str(value.shape) + ", expected " +
+                                  detail::shape_str(expected),
+                              rows * cols, detail::shape_elements(value.shape));
+    detail::check_parameter_data(name, value);
   }
   if (!in)
     throw InvalidInput(std::string("this layer has no weights yet (in_features=None and never called): include ") +
-                       (options_.variant == GraphVariant::Gat ? "lin.weight" : "lin_l.weight and lin_r.weight") +
+                       (graph_config_.variant == GraphVariant::Gat ? "lin.weight" : "lin_l.weight and lin_r.weight") +
                        ", which fix in_features");
-  GraphWeights named = current ? current->named : initial_weights(config_, options_, *in);
-  for (const auto& [name, value] : weights) named[name] = value;
-  auto fresh = make_parameters(config_, options_, *in, std::move(named));
+  Matrices named = current ? current->named : initial_weights(config_, graph_config_, *in);
+  for (const auto& [name, value] : weights) named[name] = detail::parameter_matrix(value);
+  auto fresh = make_parameters(config_, graph_config_, *in, std::move(named));
   std::lock_guard<std::mutex> lock(mutex_);
   // Another set_weights or a first call may have fixed in_features since the snapshot.
   if (params_ && params_->in_features != *in)

@@ -17,7 +17,7 @@
 namespace ruvector {
 
 struct GraphStructure::Data {
-  GraphCsr csr;
+  detail::GraphCsr csr;
   bool has_features = false;
   RowMatrixXf edge_features;  // [E, F]
   RowMatrixXf loop_features;  // [N, F]: mean of incoming ordinary edge features
@@ -74,7 +74,7 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
   }
 
   auto data = std::make_shared<Data>();
-  GraphCsr& g = data->csr;
+  detail::GraphCsr& g = data->csr;
   g.num_nodes = num_nodes;
   g.num_edges = num_edges;
   const std::size_t n = static_cast<std::size_t>(num_nodes);
@@ -226,12 +226,12 @@ const RowMatrixXf& GraphStructure::edge_features() const noexcept {
 const RowMatrixXf& GraphStructure::self_loop_features() const noexcept {
   return data_->loop_features;
 }
-const GraphCsr& GraphStructure::csr() const noexcept {
+const detail::GraphCsr& GraphStructure::csr() const noexcept {
   return data_->csr;
 }
 
 RowMatrixXi64 GraphStructure::edges() const {
-  const GraphCsr& g = data_->csr;
+  const detail::GraphCsr& g = data_->csr;
   RowMatrixXi64 out(g.num_edges, 2);
   for (std::int64_t i = 0; i < g.num_nodes; ++i) {
     for (std::int64_t p = g.indptr[i]; p < g.indptr[i + 1]; ++p) {
