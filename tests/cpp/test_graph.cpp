@@ -250,6 +250,12 @@ TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
             const auto out = layer.compute(x, g);
             expect_matches(out, reference(x, edges, with_attr ? &attr : nullptr, layer.get_weights(), 3, 16, o));
             EXPECT_EQ(std::get<std::string>(out.metadata.at("attention_type")), "graph");
+            ruvector::GraphOptions values_only;
+            values_only.need_weights = false;
+            const auto streamed = layer.compute(x, g, values_only);
+            EXPECT_FALSE(streamed.has_weights());
+            EXPECT_EQ(streamed.metadata.count("edges"), 0u);
+            EXPECT_LT((streamed.values - out.values).cwiseAbs().maxCoeff(), 1e-6f);
           }
   }
 }
