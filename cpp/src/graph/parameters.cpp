@@ -155,8 +155,8 @@ std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, cons
 // ---------------------------------------------------------------------------------------------
 // GraphAttention
 
-GraphAttention::GraphAttention(AttentionConfig config, GraphConfig options)
-    : config_(config), graph_config_(options) {
+GraphAttention::GraphAttention(AttentionConfig config, GraphConfig graph_config)
+    : config_(config), graph_config_(graph_config) {
   config_.validate();
   graph_config_.validate();
   const double hc = static_cast<double>(config_.num_heads) * static_cast<double>(config_.head_dim);
