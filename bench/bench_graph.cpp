@@ -39,13 +39,13 @@ void register_graph() {
             ruvector::AttentionConfig config;
             config.num_heads = static_cast<int>(heads);
             config.head_dim = static_cast<int>(c);
-            ruvector::GraphAttentionOptions options;
+            ruvector::GraphConfig options;
             options.in_features = f;
             options.variant = variant;
             const ruvector::GraphAttention layer(config, options);
             const auto x = random_matrix(n, f, 2);
             for (auto _ : state) {
-              auto out = layer.compute(x, graph, need_weights);
+              auto out = layer.compute(x, graph, ruvector::GraphOptions{need_weights});
               benchmark::DoNotOptimize(out.values.data());
             }
             // linear transform(s) (2·N·F·H·C each; GATv2 has two) + scoring and aggregation per edge

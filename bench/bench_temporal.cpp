@@ -18,7 +18,7 @@ void register_temporal() {
         "temporal", need_weights ? "weights" : "streaming",
         [need_weights](benchmark::State& state) {
           const auto t = state.range(0), d = state.range(1);
-          ruvector::TemporalOptions options;
+          ruvector::TemporalConfig options;
           options.causal = true;
           options.half_life = 50.0;
           const ruvector::TemporalAttention attention({}, options);
@@ -27,7 +27,7 @@ void register_temporal() {
           for (Eigen::Index i = 0; i < t; ++i) times(i) = 1.7e9 + 0.5 * static_cast<double>(i);  // Unix seconds
           std::shuffle(times.data(), times.data() + t, std::mt19937(2));
           for (auto _ : state) {
-            auto out = attention.compute(x, times, need_weights);
+            auto out = attention.compute(x, times, ruvector::TemporalOptions{need_weights});
             benchmark::DoNotOptimize(out.values.data());
           }
           ruvector_bench::set_flops(state,

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
@@ -175,7 +176,7 @@ py::array_t<float> to_numpy(RowMatrixXf&& m, const std::vector<Index>& shape) {
   auto* owned = new RowMatrixXf(std::move(m));
   py::capsule free_when_done(owned, [](void* p) {
     auto* matrix = static_cast<RowMatrixXf*>(p);
-    recycle_output(std::move(*matrix));  // large buffers serve the next call of that size
+    memory::recycle_output(std::move(*matrix));  // large buffers serve the next call of that size
     delete matrix;
   });
   std::vector<py::ssize_t> dims(shape.begin(), shape.end());

@@ -234,7 +234,7 @@ std::optional<std::int64_t> to_optional_count(py::handle obj, const char* name) 
 
 GraphAttention make_layer(py::handle config, py::handle in_features, bool concat, double negative_slope,
                           bool add_self_loops, py::handle edge_dim, const std::string& variant) {
-  GraphAttentionOptions o;
+  GraphConfig o;
   o.in_features = to_optional_count(in_features, "in_features");
   o.concat = concat;
   o.negative_slope = negative_slope;
@@ -245,7 +245,7 @@ GraphAttention make_layer(py::handle config, py::handle in_features, bool concat
 }
 
 py::dict options_dict(const GraphAttention& a) {
-  const GraphAttentionOptions& o = a.options();
+  const GraphConfig& o = a.graph_config();
   py::dict d;
   d["in_features"] = optional_int(o.in_features);
   d["concat"] = o.concat;
@@ -263,23 +263,14 @@ bool is_vector(const std::string& name) {
   return name == "bias" || (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0);
 }
 
-py::dict weights_to_python(GraphWeights&& w) {
+py::dict weights_to_python(StateDict&& w) {
   py::dict d;
-  for (auto& [name, m] : w) {
-    std::vector<Index> shape;
-    if (is_head_tensor(name))
-      shape = {1, m.rows(), m.cols()};
-    else if (is_vector(name))
-      shape = {m.cols()};
-    else
-      shape = {m.rows(), m.cols()};
-    d[py::str(name)] = to_numpy(std::move(m), shape);
-  }
+  for (auto& [name, p] : w) d[py::str(name)] = to_numpy(std::move(p.data), p.shape);
   return d;
 }
 
-// PyG's shapes in ([1, H, C], [n], [out, in]); the C++ layer takes [H, C], [1, n], [out, in].
-RowMatrixXf weight_from_python(const std::string& name, py::handle value) {
+// PyG's shapes ([1, H, C], [n], [out, in]); [H, C] and [1, n] are taken as [1, H, C] and [n].
+Parameter weight_from_python(const std::string& name, py::handle value) {
   const bool head = is_head_tensor(name), vector = is_vector(name);
   const int preferred = head ? 3 : vector ? 1 : 2;
   const char* hint = head ? "[1, H, C]" : vector ? "[n]" : "[out, in]";
@@ -292,16 +283,17 @@ RowMatrixXf weight_from_python(const std::string& name, py::handle value) {
       throw DimensionMismatch(name + " must be [1, H, C], got a first dimension of " + std::to_string(a.shape[0]), 1,
                               a.shape[0]);
     const Index rows = a.shape[a.shape.size() - 2], cols = a.shape.back();
-    return Eigen::Map<const RowMatrixXf>(a.data, rows, cols);
+    return Parameter{{1, rows, cols}, Eigen::Map<const RowMatrixXf>(a.data, rows, cols)};
   }
-  if (vector && a.shape.size() == 1) return Eigen::Map<const RowMatrixXf>(a.data, 1, a.shape[0]);
-  return a.matrix();
+  if (vector && a.shape.size() == 1) return Parameter{a.shape, Eigen::Map<const RowMatrixXf>(a.data, 1, a.shape[0])};
+  if (vector && a.shape[0] == 1) return Parameter{{a.shape[1]}, a.matrix()};
+  return Parameter{a.shape, a.matrix()};
 }
 
-GraphWeights weights_from_python(const GraphAttention& layer, py::handle obj) {
+StateDict weights_from_python(const GraphAttention& layer, py::handle obj) {
   if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
     throw InvalidInput("weights must be a dict of name → array (as get_weights() returns), got " + type_name(obj));
-  GraphWeights w;
+  StateDict w;
   for (py::handle item : obj.attr("items")()) {
     auto pair = py::reinterpret_borrow<py::tuple>(item);
     if (!py::isinstance<py::str>(pair[0]))
@@ -310,7 +302,7 @@ GraphWeights weights_from_python(const GraphAttention& layer, py::handle obj) {
     const auto names = layer.weight_names();
     // An unknown name goes through unconverted: set_weights reports it, listing the names.
     w[name] =
-        std::find(names.begin(), names.end(), name) != names.end() ? weight_from_python(name, pair[1]) : RowMatrixXf();
+        std::find(names.begin(), names.end(), name) != names.end() ? weight_from_python(name, pair[1]) : Parameter();
   }
   return w;
 }
@@ -321,12 +313,12 @@ struct GraphCall {
   bool need_weights = true;
 
   void validate(const GraphAttention& a) const {
-    a.validate(x.matrix(), graph, need_weights);
+    a.validate(x.matrix(), graph, GraphOptions{need_weights});
     // A lazy layer fixes in_features here, at its first call, so that the other items of a
     // batch are checked against it before any work starts.
     a.initialize(x.cols());
   }
-  AttentionOutput run(const GraphAttention& a) const { return a.compute(x.matrix(), graph, need_weights); }
+  AttentionOutput run(const GraphAttention& a) const { return a.compute(x.matrix(), graph, GraphOptions{need_weights}); }
 };
 
 GraphCall convert(py::handle node_features, py::handle graph, bool need_weights) {
@@ -414,11 +406,12 @@ void register_graph(py::module_& m) {
       .def_property_readonly("out_features", &GraphAttention::out_features)
       .def_property_readonly("num_heads", &GraphAttention::num_heads)
       .def_property_readonly("head_dim", &GraphAttention::head_dim)
-      .def_property_readonly("concat", [](const GraphAttention& a) { return a.options().concat; })
-      .def_property_readonly("negative_slope", [](const GraphAttention& a) { return a.options().negative_slope; })
-      .def_property_readonly("add_self_loops", [](const GraphAttention& a) { return a.options().add_self_loops; })
-      .def_property_readonly("edge_dim", [](const GraphAttention& a) { return optional_int(a.options().edge_dim); })
-      .def_property_readonly("variant", [](const GraphAttention& a) { return variant_name(a.options().variant); })
+      .def_property_readonly("concat", [](const GraphAttention& a) { return a.graph_config().concat; })
+      .def_property_readonly("negative_slope", [](const GraphAttention& a) { return a.graph_config().negative_slope; })
+      .def_property_readonly("add_self_loops", [](const GraphAttention& a) { return a.graph_config().add_self_loops; })
+      .def_property_readonly("edge_dim",
+                             [](const GraphAttention& a) { return optional_int(a.graph_config().edge_dim); })
+      .def_property_readonly("variant", [](const GraphAttention& a) { return variant_name(a.graph_config().variant); })
       .def(
           "get_weights", [](const GraphAttention& a) { return weights_to_python(a.get_weights()); },
           "The parameters by PyG's names and shapes (new arrays); empty before they exist.")
@@ -429,7 +422,7 @@ void register_graph(py::module_& m) {
       .def("__repr__",
            [](const GraphAttention& a) {
              const auto in = a.in_features();
-             const auto& o = a.options();
+             const auto& o = a.graph_config();
              return std::string("GraphAttention(variant='") + variant_name(o.variant) +
                     "', num_heads=" + std::to_string(a.num_heads()) + ", head_dim=" + std::to_string(a.head_dim()) +
                     ", in_features=" + (in ? std::to_string(*in) : "None") +

@@ -20,13 +20,13 @@ struct TemporalCall {
   }
   void validate(const TemporalAttention& a) const {
     if (has_timestamps)
-      a.validate(sequence.matrix(), times(), need_weights);
+      a.validate(sequence.matrix(), times(), TemporalOptions{need_weights});
     else
-      a.validate(sequence.matrix(), need_weights);
+      a.validate(sequence.matrix(), TemporalOptions{need_weights});
   }
   AttentionOutput run(const TemporalAttention& a) const {
-    return has_timestamps ? a.compute(sequence.matrix(), times(), need_weights)
-                          : a.compute(sequence.matrix(), need_weights);
+    return has_timestamps ? a.compute(sequence.matrix(), times(), TemporalOptions{need_weights})
+                          : a.compute(sequence.matrix(), TemporalOptions{need_weights});
   }
 };
 
@@ -49,7 +49,7 @@ TemporalAttention make(py::handle config, bool causal, std::optional<double> dec
     throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
                         std::string(py::str(py::float_(*decay_rate))) +
                         " and half_life=" + std::string(py::str(py::float_(*half_life))));
-  TemporalOptions o;
+  TemporalConfig o;
   o.causal = causal;
   o.decay_rate = decay_rate.value_or(0.0);
   o.half_life = half_life;
@@ -66,19 +66,19 @@ void register_temporal(py::module_& m) {
   cls.def(py::init(&make), py::arg("config") = py::none(), py::kw_only(), py::arg("causal") = true,
           py::arg("decay_rate") = py::none(), py::arg("half_life") = py::none(), py::arg("window") = py::none())
       .def_property_readonly("config", &TemporalAttention::config)
-      .def_property_readonly("causal", [](const TemporalAttention& a) { return a.options().causal; })
+      .def_property_readonly("causal", [](const TemporalAttention& a) { return a.temporal_config().causal; })
       .def_property_readonly("decay_rate", &TemporalAttention::decay_rate,
                              "λ in use (ln 2 / half_life when half_life was given).")
-      .def_property_readonly("half_life", [](const TemporalAttention& a) { return a.options().half_life; })
-      .def_property_readonly("window", [](const TemporalAttention& a) { return a.options().window; })
+      .def_property_readonly("half_life", [](const TemporalAttention& a) { return a.temporal_config().half_life; })
+      .def_property_readonly("window", [](const TemporalAttention& a) { return a.temporal_config().window; })
       .def(py::pickle(
           [](const TemporalAttention& a) {
-            const TemporalOptions& o = a.options();
+            const TemporalConfig& o = a.temporal_config();
             return py::make_tuple(py::cast(a.config()), o.causal, o.decay_rate, o.half_life, o.window);
           },
           [](const py::object& state) {
             return from_pickle_state("TemporalAttention", state, 5, [](const py::tuple& t) {
-              TemporalOptions o;
+              TemporalConfig o;
               o.causal = t[1].cast<bool>();
               o.decay_rate = t[2].cast<double>();
               o.half_life = t[3].cast<std::optional<double>>();

@@ -2,23 +2,12 @@
 
 #include <atomic>
 #include <functional>
-#include <limits>
 #include <new>
-
-#include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <fstream>
-#include <iomanip>
-#include <sstream>
 #include <string>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/resource.h>
-#include <unistd.h>
-#endif
+#include "messages.hpp"
+#include "ruvector/errors.hpp"
+#include "ruvector/thread_pool.hpp"
 
 namespace ruvector::detail {
 namespace {
@@ -47,60 +36,6 @@ simd::Parallel parallel_if(double flops) {
   simd::Parallel par;
   if (flops >= kParallelFlops) par.for_each = &pool_for_each;
   return par;
-}
-
-std::uint64_t read_physical_memory() {
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page > 0) return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page);
-#endif
-  return std::numeric_limits<std::uint64_t>::max();
-}
-
-#if defined(__linux__)
-// A cgroup's memory.max (v2) or memory.limit_in_bytes (v1) when set: containers get less
-// than the machine has.
-std::uint64_t read_cgroup_limit() {
-  std::uint64_t limit = std::numeric_limits<std::uint64_t>::max();
-  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream f(path);
-    unsigned long long v = 0;
-    if (f >> v && v > 0) limit = std::min<std::uint64_t>(limit, v);
-  }
-  return limit;
-}
-
-// MemAvailable: what can be allocated now without swapping (read fresh for large requests).
-std::uint64_t available_memory() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  unsigned long long kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit)
-    if (key == "MemAvailable:") return static_cast<std::uint64_t>(kb) * 1024;
-  return std::numeric_limits<std::uint64_t>::max();
-}
-#endif
-
-std::uint64_t read_memory_limit() {
-  std::uint64_t limit = read_physical_memory();
-#if defined(__linux__)
-  limit = std::min(limit, read_cgroup_limit());
-#endif
-#if defined(__unix__) || defined(__APPLE__)
-  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
-    struct rlimit rl;
-    if (getrlimit(resource, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-      limit = std::min<std::uint64_t>(limit, static_cast<std::uint64_t>(rl.rlim_cur));
-  }
-#endif
-  return limit;
-}
-
-// Read once: these are system calls, too slow for every tiny call.
-std::uint64_t memory_limit_bytes() {
-  static const std::uint64_t bytes = read_memory_limit();
-  return bytes;
 }
 
 }  // namespace
@@ -152,10 +87,6 @@ void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool
   run_gemm(g);
 }
 
-std::string shape_str(std::int64_t rows, std::int64_t cols) {
-  return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
-}
-
 void check_value_rows(std::int64_t keys, std::int64_t value_rows) {
   if (value_rows != keys)
     throw DimensionMismatch("value has " + std::to_string(value_rows) + " rows, key has " + std::to_string(keys) +
@@ -179,25 +110,8 @@ void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t l
                        std::to_string(mask.cols) + " columns: pass the number of elements between rows");
   if (mask.rows != lq || mask.cols != lk)
     throw DimensionMismatch(
-        "mask has shape " + shape_str(mask.rows, mask.cols) + ", expected [Lq, Lk] = " + shape_str(lq, lk) + note,
+        "mask has shape " + shape_str({mask.rows, mask.cols}) + ", expected [Lq, Lk] = " + shape_str({lq, lk}) + note,
         lq * lk, mask.rows * mask.cols);
-}
-
-std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint) {
-  const double bytes = static_cast<double>(rows) * static_cast<double>(cols) * sizeof(float);
-  bool too_big = rows < 0 || cols < 0 || bytes > static_cast<double>(memory_limit_bytes());
-#if defined(__linux__)
-  // Linux overcommits: a request that fits the machine but not what is free now would be
-  // granted and then OOM-kill the process while being written.
-  if (!too_big && bytes > 256.0 * 1024 * 1024) too_big = bytes > static_cast<double>(available_memory());
-#endif
-  if (too_big) {
-    std::ostringstream mb;  // a double: shapes near 2^63 elements overflow any integer count
-    mb << std::setprecision(bytes < 1e15 ? 15 : 3) << (rows < 0 || cols < 0 ? 0.0 : std::floor(bytes / 1e6));
-    throw InvalidInput(std::string(what) + " of shape " + shape_str(rows, cols) + " needs " + mb.str() +
-                       " MB, more than this process can allocate now; " + hint);
-  }
-  return static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols);
 }
 
 }  // namespace ruvector::detail

@@ -1,10 +1,10 @@
 // Internal glue between front ends and kernels: runs the fused attention and GEMM kernels on
-// the process-wide pool, and checks that a requested allocation is sane before making it.
+// the process-wide pool, and holds the input checks the (query, key, value) front ends share.
+// How much memory a call may take is memory/memory.hpp's business.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "ruvector/dot_product.hpp"
 #include "simd/kernels.hpp"
@@ -27,12 +27,6 @@ simd::FlashDropout flash_dropout(const AttentionConfig& config, std::uint64_t st
 // b_transposed, plus bias[n] when given.
 void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool b_transposed, float* c,
           std::size_t ldc, std::size_t m, std::size_t n, std::size_t k, const float* bias);
-
-// Throws InvalidInput (with `hint` on how to avoid it) when `count` floats cannot possibly be
-// allocated on this machine, or when rows*cols overflows.
-std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint);
-
-std::string shape_str(std::int64_t rows, std::int64_t cols);
 
 // The checks every (query, key, value) front end shares: one value row per key, and a mask
 // of shape [Lq, Lk] (`note` is appended to the message). Throw DimensionMismatch.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
 
@@ -31,9 +32,9 @@ void DotProductAttention::validate(const MatrixRef& q, const MatrixRef& k, const
                             d, k.cols());
   detail::check_value_rows(lk, v.rows());
   detail::check_mask_shape(opt.mask, lq, lk);
-  detail::checked_elements(lq, v.cols(), "attention values", "split the queries into smaller calls");
+  memory::checked_elements(lq, v.cols(), "attention values", "split the queries into smaller calls");
   if (opt.need_weights)
-    detail::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
+    memory::checked_elements(lq, lk, "attention weights", "pass need_weights=False to stream without them");
 }
 
 AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef& k, const MatrixRef& v,
@@ -41,9 +42,9 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   validate(q, k, v, opt);
   const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
   AttentionOutput out;
-  out.values = output_matrix(lq, dv);
+  out.values = memory::output_matrix(lq, dv);
   if (opt.need_weights) {
-    out.weights = output_matrix(lq, lk);
+    out.weights = memory::output_matrix(lq, lk);
     out.weights_shape = {lq, lk};
   }
 

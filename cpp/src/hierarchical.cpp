@@ -13,10 +13,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <sstream>
 #include <string>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/thread_pool.hpp"
 
@@ -29,13 +30,6 @@ constexpr Index kChunkFloats = 8192;
 // Below this many input floats the call runs on the calling thread (the pool costs more).
 constexpr double kParallelElements = 65536.0;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-std::string num(double x) {
-  std::ostringstream s;
-  s.precision(17);
-  s << x;
-  return s.str();
-}
 
 struct Chunk {
   Index level, row0, rows;
@@ -84,7 +78,7 @@ void HierarchicalAttention::validate(const std::vector<MatrixRef>& levels, const
     for (Index l = 0; l < n; ++l) {
       const double x = w[static_cast<std::size_t>(l)];
       if (!std::isfinite(x) || x < 0.0)
-        throw InvalidInput("level_weights[" + std::to_string(l) + "] is " + num(x) +
+        throw InvalidInput("level_weights[" + std::to_string(l) + "] is " + detail::number_str(x) +
                            ": level weights must be finite and >= 0");
       largest = std::max(largest, x);
     }
@@ -96,7 +90,7 @@ void HierarchicalAttention::validate(const std::vector<MatrixRef>& levels, const
                                 std::to_string(d) + " columns: query must be a vector [D]",
                             d, opt.query->size());
   if (opt.need_weights)
-    detail::checked_elements(l_count, max_rows, "attention weights", "pass need_weights=False to skip them");
+    memory::checked_elements(l_count, max_rows, "attention weights", "pass need_weights=False to skip them");
 }
 
 AttentionOutput HierarchicalAttention::compute(const std::vector<MatrixRef>& levels,

@@ -10,8 +10,11 @@
 #include <utility>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
+#include "state_dict.hpp"
 
 namespace ruvector {
 
@@ -84,12 +87,6 @@ constexpr const char* kInProjBias = "in_proj_bias";
 constexpr const char* kOutProjWeight = "out_proj.weight";
 constexpr const char* kOutProjBias = "out_proj.bias";
 constexpr const char* kSeparate[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
-
-std::string shape_text(const std::vector<Index>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // Identity with ones on the main diagonal of a rectangular matrix (numpy.eye(rows, cols)).
 RowMatrixXf eye(Index rows, Index cols) {
@@ -187,7 +184,7 @@ MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Ind
     if (width > kMaxWidth)
       throw InvalidConfig(std::string(name) + " " + std::to_string(width) + " is too large (at most 2^31 - 1); " +
                           hint);
-  detail::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
+  memory::checked_elements(3 * embed_dim_, std::max({embed_dim_, kdim_, vdim_}), "the projection weights", hint);
 
   auto w = std::make_shared<Weights>();
   if (packed()) {
@@ -263,7 +260,7 @@ StateDict MultiHeadAttention::get_weights() const {
 void MultiHeadAttention::set_weights(const StateDict& d) {
   const auto shapes = weight_shapes();
   std::string names;
-  for (const auto& [name, shape] : shapes) names += (names.empty() ? "" : ", ") + name + " " + shape_text(shape);
+  for (const auto& [name, shape] : shapes) names += (names.empty() ? "" : ", ") + name + " " + detail::shape_str(shape);
 
   for (const auto& [name, param] : d) {
     auto it = std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; });
@@ -284,29 +281,22 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
       throw InvalidInput("unknown weight '" + name + "': " + why + "this layer's weights are " + names);
     }
     const std::vector<Index>& expected = it->second;
-    Index count = 1;
-    for (Index s : param.shape) count *= s;
     if (param.shape != expected)
-      throw InvalidInput("weight '" + name + "' has shape " + shape_text(param.shape) + ", expected " +
-                         shape_text(expected));
-    if (param.data.size() != count)
-      throw InvalidInput("weight '" + name + "' holds " + std::to_string(param.data.size()) + " numbers, its shape " +
-                         shape_text(param.shape) + " needs " + std::to_string(count));
+      throw InvalidInput("weight '" + name + "' has shape " + detail::shape_str(param.shape) + ", expected " +
+                         detail::shape_str(expected));
+    detail::check_parameter_data(name, param);
   }
   for (const auto& [name, shape] : shapes)
     if (d.find(name) == d.end()) {
       std::string hint = "give every weight that get_weights() returns (" + names + ")";
       if (name == kInProjBias || name == kOutProjBias)
         hint += "; a torch module built with bias=False has none: build this layer with use_bias=False";
-      throw InvalidInput("missing weight '" + name + "' " + shape_text(shape) + ": " + hint);
+      throw InvalidInput("missing weight '" + name + "' " + detail::shape_str(shape) + ": " + hint);
     }
 
   auto w = std::make_shared<Weights>();
-  for (const auto& [name, shape] : shapes) {  // biases [n] are kept as [1, n] rows
-    const RowMatrixXf& src = d.at(name).data;
-    (*w).*Weights::member(name) =
-        Eigen::Map<const RowMatrixXf>(src.data(), shape.size() == 1 ? 1 : shape[0], shape.back());
-  }
+  for (const auto& [name, shape] : shapes)  // biases [n] are kept as [1, n] rows
+    (*w).*Weights::member(name) = detail::parameter_matrix(d.at(name));
   w->find_identities(embed_dim_, kdim_, vdim_);
   std::lock_guard<std::mutex> lock(weights_mutex_);
   weights_ = std::move(w);
@@ -333,9 +323,9 @@ void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const 
   detail::check_value_rows(lk, v.rows());
   detail::check_mask_shape(opt.mask, lq, lk, " (one mask for all heads)");
   const char* hint = "use shorter sequences";
-  detail::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
+  memory::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
   if (opt.need_weights)
-    detail::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
+    memory::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
                              "pass need_weights=False to stream without them");
 }
 
@@ -346,7 +336,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   const Index lq = q.rows(), lk = k.rows(), e = embed_dim_, heads = num_heads(), hd = head_dim();
 
   AttentionOutput out;
-  out.values = output_matrix(lq, e);
+  out.values = memory::output_matrix(lq, e);
   out.metadata["attention_type"] = std::string("multi_head");
   out.metadata["num_heads"] = static_cast<std::int64_t>(heads);
   out.metadata["head_dim"] = static_cast<std::int64_t>(hd);
@@ -355,7 +345,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   const bool per_head = opt.need_weights && !opt.average_weights;
   if (opt.need_weights) {
-    out.weights = output_matrix(per_head ? heads * lq : lq, lk);
+    out.weights = memory::output_matrix(per_head ? heads * lq : lq, lk);
     out.weights_shape = per_head ? std::vector<Index>{heads, lq, lk} : std::vector<Index>{lq, lk};
   }
   if (lq == 0) return out;

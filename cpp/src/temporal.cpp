@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "attention_core.hpp"
+#include "memory/memory.hpp"
+#include "messages.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector {
@@ -17,55 +18,50 @@ namespace {
 
 constexpr double kFloatMax = static_cast<double>(std::numeric_limits<float>::max());
 
-std::string num(double x) {
-  std::ostringstream s;
-  s.precision(17);
-  s << x;
-  return s.str();
-}
-
 }  // namespace
 
-void TemporalOptions::validate() const {
+void TemporalConfig::validate() const {
   if (!std::isfinite(decay_rate) || decay_rate < 0.0)
-    throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " + num(decay_rate));
+    throw InvalidConfig("decay_rate must be a finite number >= 0 (0 = no decay), got " +
+                        detail::number_str(decay_rate));
   if (decay_rate > kFloatMax)
-    throw InvalidConfig("decay_rate " + num(decay_rate) +
+    throw InvalidConfig("decay_rate " + detail::number_str(decay_rate) +
                         " does not fit in float32 (max 3.4e38): rescale the timestamps");
   if (half_life) {
     if (!std::isfinite(*half_life) || *half_life <= 0.0)
-      throw InvalidConfig("half_life must be a finite number > 0 (or None), got " + num(*half_life));
+      throw InvalidConfig("half_life must be a finite number > 0 (or None), got " + detail::number_str(*half_life));
     if (decay_rate != 0.0)
       throw InvalidConfig("give decay_rate or half_life, not both (decay_rate = ln 2 / half_life): got decay_rate=" +
-                          num(decay_rate) + " and half_life=" + num(*half_life));
+                          detail::number_str(decay_rate) + " and half_life=" + detail::number_str(*half_life));
     if (std::log(2.0) / *half_life > kFloatMax)
       throw InvalidConfig(
-          "half_life " + num(*half_life) +
+          "half_life " + detail::number_str(*half_life) +
           " is too small: its decay rate ln 2 / half_life does not fit in float32; rescale the timestamps");
   }
   if (window && (!std::isfinite(*window) || *window < 0.0))
-    throw InvalidConfig("window must be a finite number >= 0 (or None for no window), got " + num(*window));
+    throw InvalidConfig("window must be a finite number >= 0 (or None for no window), got " +
+                        detail::number_str(*window));
 }
 
-double TemporalOptions::lambda() const {
+double TemporalConfig::lambda() const {
   return half_life ? std::log(2.0) / *half_life : decay_rate;
 }
 
-TemporalAttention::TemporalAttention(AttentionConfig config, TemporalOptions options)
-    : config_(config), options_(options) {
+TemporalAttention::TemporalAttention(AttentionConfig config, TemporalConfig temporal)
+    : config_(config), options_(temporal) {
   config_.validate();
   options_.validate();
   lambda_ = options_.lambda();
 }
 
-void TemporalAttention::validate(const MatrixRef& seq, bool need_weights) const {
-  if (need_weights)
-    detail::checked_elements(seq.rows(), seq.rows(), "attention weights",
+void TemporalAttention::validate(const MatrixRef& seq, const TemporalOptions& options) const {
+  if (options.need_weights)
+    memory::checked_elements(seq.rows(), seq.rows(), "attention weights",
                              "pass need_weights=False to stream without them");
 }
 
 void TemporalAttention::validate(const MatrixRef& seq, const Eigen::Ref<const Eigen::VectorXd>& ts,
-                                 bool need_weights) const {
+                                 const TemporalOptions& options) const {
   const Index t = seq.rows();
   if (ts.size() != t)
     throw DimensionMismatch("timestamps has " + std::to_string(ts.size()) + " entries, sequence has " +
@@ -75,37 +71,37 @@ void TemporalAttention::validate(const MatrixRef& seq, const Eigen::Ref<const Ei
   for (Index i = 0; i < t; ++i) {
     const double x = ts[i];
     if (!std::isfinite(x))
-      throw InvalidInput("timestamps[" + std::to_string(i) + "] is " + num(x) +
+      throw InvalidInput("timestamps[" + std::to_string(i) + "] is " + detail::number_str(x) +
                          ": timestamps must be finite numbers (drop or fill that event)");
     lo = i == 0 ? x : std::min(lo, x);
     hi = i == 0 ? x : std::max(hi, x);
   }
   if (!(hi - lo <= kFloatMax))
-    throw InvalidInput("timestamps span " + num(hi - lo) +
+    throw InvalidInput("timestamps span " + detail::number_str(hi - lo) +
                        ", more than float32 can hold (3.4e38): rescale them (e.g. to larger time units)");
-  validate(seq, need_weights);
+  validate(seq, options);
 }
 
-AttentionOutput TemporalAttention::compute(const MatrixRef& seq, bool need_weights) const {
-  validate(seq, need_weights);
-  return run(seq, nullptr, false, need_weights);
+AttentionOutput TemporalAttention::compute(const MatrixRef& seq, const TemporalOptions& options) const {
+  validate(seq, options);
+  return run(seq, nullptr, false, options.need_weights);
 }
 
 AttentionOutput TemporalAttention::compute(const MatrixRef& seq, const Eigen::Ref<const Eigen::VectorXd>& ts,
-                                           bool need_weights) const {
-  validate(seq, ts, need_weights);
+                                           const TemporalOptions& options) const {
+  validate(seq, ts, options);
   // A strided Ref is copied once into contiguous memory (T doubles).
   const Eigen::VectorXd contiguous = ts;
-  return run(seq, contiguous.data(), true, need_weights);
+  return run(seq, contiguous.data(), true, options.need_weights);
 }
 
 AttentionOutput TemporalAttention::run(const MatrixRef& seq, const double* ts, bool has_timestamps,
                                        bool need_weights) const {
   const Index t = seq.rows(), d = seq.cols();
   AttentionOutput out;
-  out.values = output_matrix(t, d);
+  out.values = memory::output_matrix(t, d);
   if (need_weights) {
-    out.weights = output_matrix(t, t);
+    out.weights = memory::output_matrix(t, t);
     out.weights_shape = {t, t};
   }
 

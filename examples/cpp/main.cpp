@@ -1,6 +1,12 @@
 // Using ruvector from C++: every mechanism once, on Eigen row-major matrices, with the
 // results checked against plain double-precision loops written here. Exits non-zero when a
 // result is wrong, so the CTest test "cpp_example_run" fails then.
+//
+// Every mechanism has the same shape: it is built from an AttentionConfig (plus, where it has
+// them, its own settings: GraphConfig, TemporalConfig), and compute(inputs..., options) takes
+// one <Mechanism>Options struct per call, each with need_weights. MultiHeadAttention and
+// GraphAttention carry their weights in a StateDict: torch / PyG state_dict names → Parameter
+// {shape, row-major data}.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -120,17 +126,21 @@ void graph() {
   ruvector::AttentionConfig config;
   config.num_heads = 2;
   config.head_dim = 3;
-  ruvector::GraphAttentionOptions options;
-  options.in_features = 5;  // Glorot weights from config.seed now
-  const ruvector::GraphAttention gat(config, options);
+  ruvector::GraphConfig graph_config;
+  graph_config.in_features = 5;  // Glorot weights from config.seed now
+  const ruvector::GraphAttention gat(config, graph_config);
   const RowMatrixXf x = RowMatrixXf::Random(4, 5);
   const auto out = gat.compute(x, graph);
 
   // Reference (PyG's GATConv): h = x Wᵀ; e_ji = LeakyReLU(a_src·h_j + a_dst·h_i, 0.2) per head,
   // softmax over the edges into i (self-loop included), out_i = Σ α_ji h_j, heads concatenated.
-  const ruvector::GraphWeights w = gat.get_weights();
-  const Eigen::MatrixXd h = x.cast<double>() * w.at("lin.weight").cast<double>().transpose();  // [4, 6]
-  const Eigen::MatrixXd att_src = w.at("att_src").cast<double>(), att_dst = w.at("att_dst").cast<double>();
+  // The weights come with PyG's names and shapes: att_src [1, H, C], its data as [H, C].
+  const ruvector::StateDict w = gat.get_weights();
+  check(w.at("att_src").shape == std::vector<ruvector::Index>{1, 2, 3} &&
+            w.at("lin.weight").shape == std::vector<ruvector::Index>{6, 5},
+        "weights by PyG's names and shapes");
+  const Eigen::MatrixXd h = x.cast<double>() * w.at("lin.weight").data.cast<double>().transpose();  // [4, 6]
+  const Eigen::MatrixXd att_src = w.at("att_src").data.cast<double>(), att_dst = w.at("att_dst").data.cast<double>();
   std::vector<std::vector<int>> incoming = {{2, 3, 0}, {0, 1}, {1, 2}, {3}};  // sources per target, self-loop last
   Eigen::MatrixXd ref(4, 6);
   for (int i = 0; i < 4; ++i)
@@ -148,19 +158,25 @@ void graph() {
       for (std::size_t n = 0; n < e.size(); ++n) acc += e[n] / sum * h.block(incoming[i][n], head * 3, 1, 3);
       ref.block(i, head * 3, 1, 3) = acc;
     }
-  ref.rowwise() += w.at("bias").cast<double>().row(0);
+  ref.rowwise() += w.at("bias").data.cast<double>().row(0);
   check(max_abs_diff(out.values, ref) < 1e-5, "values [4, 6] match GATConv's formula");
   const auto& used = std::get<ruvector::RowMatrixXi64>(out.metadata.at("edges"));
   check(out.weights.rows() == 8 && out.weights.cols() == 2 && used.rows() == 8,
         "weights [E'=8, H=2]: 4 edges without the self-loop + 4 self-loops");
+
+  ruvector::GraphOptions options;
+  options.need_weights = false;  // no per-edge coefficients
+  const auto values_only = gat.compute(x, graph, options);
+  check(!values_only.has_weights() && max_abs_diff(values_only.values, ref) < 1e-5,
+        "need_weights=false gives the same values");
 }
 
 void temporal() {
   std::printf("TemporalAttention\n");
-  ruvector::TemporalOptions options;
-  options.causal = true;
-  options.half_life = 2.0;  // λ = ln 2 / 2
-  const ruvector::TemporalAttention attention({}, options);
+  ruvector::TemporalConfig temporal;
+  temporal.causal = true;
+  temporal.half_life = 2.0;  // λ = ln 2 / 2
+  const ruvector::TemporalAttention attention({}, temporal);
   const RowMatrixXf x = RowMatrixXf::Random(6, 8);
   Eigen::VectorXd t(6);
   t << 0.0, 3.5, 1.0, 2.0, 7.0, 7.5;  // any order: causality is by time
@@ -175,6 +191,12 @@ void temporal() {
         "values [6, 8] match softmax(s)X with decay and time order");
   check(std::abs(std::get<double>(out.metadata.at("decay_rate")) - lambda) < 1e-12,
         "metadata decay_rate = ln 2 / half_life");
+
+  ruvector::TemporalOptions options;
+  options.need_weights = false;  // streaming: the 6×6 matrix is never formed
+  const auto streamed = attention.compute(x, t, options);
+  check(!streamed.has_weights() && max_abs_diff(streamed.values, s * x.cast<double>()) < 1e-5,
+        "streaming (need_weights=false) gives the same values");
 }
 
 void hierarchical() {
@@ -199,6 +221,12 @@ void hierarchical() {
   softmax_rows(beta);
   check(max_abs_diff(out.values, beta * S) < 1e-5, "values [1, 4] = beta^T S");
   check(max_abs_diff(out.weights, alpha) < 1e-6, "weights [2, 5]: the alpha of each level, zero-padded");
+
+  ruvector::HierarchicalOptions options;
+  options.need_weights = false;
+  const auto pooled = attention.compute({l0, l1}, options);
+  check(!pooled.has_weights() && max_abs_diff(pooled.values, beta * S) < 1e-5,
+        "need_weights=false gives the same values");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "memory/memory.hpp"
 #include "ruvector/ruvector.hpp"
 
 namespace {
@@ -68,42 +69,7 @@ TEST(DotProduct, TypedErrors) {
   EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
   opt.mask.kind = ruvector::AttentionMask::Kind::Additive;  // additive, but only the boolean data set
   EXPECT_THROW(attn.compute(q2, k3, v3, opt), ruvector::InvalidInput);
-  EXPECT_THROW(ruvector::output_matrix(-1, 3), ruvector::InvalidInput);
+  EXPECT_THROW(ruvector::memory::output_matrix(-1, 3), ruvector::InvalidInput);
 }
 
 }  // namespace
-
-// output_matrix / recycle_output (types.hpp): a recycled large matrix serves the next request
-// of its element count, and only one request.
-TEST(OutputReuse, RecycledBufferServesTheSameSizeOnce) {
-  ruvector::RowMatrixXf big(512, 1024);  // 2 MB
-  const float* buffer = big.data();
-  ruvector::recycle_output(std::move(big));
-  const ruvector::RowMatrixXf other = ruvector::output_matrix(1024, 1024);  // another size: fresh
-  EXPECT_NE(other.data(), buffer);
-  const ruvector::RowMatrixXf reused = ruvector::output_matrix(1024, 512);  // same count, new shape
-  EXPECT_EQ(reused.data(), buffer);
-  EXPECT_EQ(reused.rows(), 1024);
-  EXPECT_EQ(reused.cols(), 512);
-  const ruvector::RowMatrixXf again = ruvector::output_matrix(1024, 512);  // taken already: fresh
-  EXPECT_NE(again.data(), buffer);
-}
-
-// Small outputs (16 KB to 1 MB, a batch's items) are kept many at a time, 64 MB in all: the
-// newest serve first, and past the cap the oldest are let go.
-TEST(OutputReuse, SmallBuffersAreKeptUpToTheCapOldestLetGoFirst) {
-  constexpr std::size_t kCap = std::size_t{64} << 20, kBytes = 256 * 64 * sizeof(float);  // 64 KB each
-  constexpr std::size_t kKept = kCap / kBytes, kExtra = 16;
-  std::vector<const float*> recycled;
-  for (std::size_t i = 0; i < kKept + kExtra; ++i) {
-    ruvector::RowMatrixXf m(256, 64);
-    recycled.push_back(m.data());
-    ruvector::recycle_output(std::move(m));
-  }
-  std::vector<ruvector::RowMatrixXf> taken;
-  for (std::size_t i = 0; i < kKept; ++i) taken.push_back(ruvector::output_matrix(64, 256));
-  for (std::size_t i = 0; i < kKept; ++i)  // newest first; the first kExtra recycled were let go
-    EXPECT_EQ(taken[i].data(), recycled[recycled.size() - 1 - i]) << i;
-  const ruvector::RowMatrixXf tiny = ruvector::output_matrix(8, 8);  // below 16 KB: plain malloc
-  EXPECT_EQ(tiny.size(), 64);
-}

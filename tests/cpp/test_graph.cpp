@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "graph/internal.hpp"
 #include "ruvector/ruvector.hpp"
 #include "simd/kernels.hpp"
 
@@ -15,7 +17,7 @@ namespace {
 
 using ruvector::Backend;
 using ruvector::GraphAttention;
-using ruvector::GraphAttentionOptions;
+using ruvector::GraphConfig;
 using ruvector::GraphStructure;
 using ruvector::GraphVariant;
 using ruvector::RowMatrixXf;
@@ -57,7 +59,9 @@ double leaky(double v, double slope) {
 // PyG's GATConv / GATv2Conv written out in double precision (self-loops removed and added,
 // self-loop edge features = mean of incoming ones).
 Reference reference(const RowMatrixXf& x, const RowMatrixXi64& given, const RowMatrixXf* edge_attr,
-                    const ruvector::GraphWeights& w, int heads, int channels, const GraphAttentionOptions& o) {
+                    const ruvector::StateDict& weights, int heads, int channels, const GraphConfig& o) {
+  std::map<std::string, RowMatrixXf> w;  // [H, C] for [1, H, C], [1, n] for [n], [out, in]
+  for (const auto& [name, p] : weights) w[name] = p.data;
   const Eigen::Index n = x.rows(), hc = heads * channels;
   Reference r;
   std::vector<Eigen::VectorXd> attrs;
@@ -235,7 +239,7 @@ TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
             ruvector::AttentionConfig c;
             c.num_heads = 3;
             c.head_dim = 16;
-            GraphAttentionOptions o;
+            GraphConfig o;
             o.variant = variant;
             o.concat = concat;
             o.add_self_loops = loops;
@@ -246,6 +250,12 @@ TEST(GraphAttention, MatchesReferenceOnEveryBackend) {
             const auto out = layer.compute(x, g);
             expect_matches(out, reference(x, edges, with_attr ? &attr : nullptr, layer.get_weights(), 3, 16, o));
             EXPECT_EQ(std::get<std::string>(out.metadata.at("attention_type")), "graph");
+            ruvector::GraphOptions values_only;
+            values_only.need_weights = false;
+            const auto streamed = layer.compute(x, g, values_only);
+            EXPECT_FALSE(streamed.has_weights());
+            EXPECT_EQ(streamed.metadata.count("edges"), 0u);
+            EXPECT_LT((streamed.values - out.values).cwiseAbs().maxCoeff(), 1e-6f);
           }
   }
 }
@@ -279,17 +289,29 @@ TEST(GraphAttention, TypedErrorsAndLazyWeights) {
   EXPECT_THROW(layer.compute(random_matrix(5, 6, 1), GraphStructure(random_edges(5, 8, 1), 5, random_matrix(8, 2, 1))),
                ruvector::InvalidInput);
 
-  auto weights = layer.get_weights();
-  weights["att_src"](1, 2) = 7.0f;
+  auto weights = layer.get_weights();  // PyG's names and shapes
+  EXPECT_EQ(weights.at("att_src").shape, (std::vector<ruvector::Index>{1, 2, 4}));
+  EXPECT_EQ(weights.at("bias").shape, (std::vector<ruvector::Index>{8}));
+  EXPECT_EQ(weights.at("lin.weight").shape, (std::vector<ruvector::Index>{8, 6}));
+  weights["att_src"].data(1, 2) = 7.0f;
   layer.set_weights({{"att_src", weights["att_src"]}});
-  EXPECT_EQ(layer.get_weights().at("att_src")(1, 2), 7.0f);
+  EXPECT_EQ(layer.get_weights().at("att_src").data(1, 2), 7.0f);
   EXPECT_THROW(layer.set_weights({{"att", weights["att_src"]}}), ruvector::InvalidInput);
-  EXPECT_THROW(layer.set_weights({{"att_src", RowMatrixXf::Zero(2, 5)}, {"bias", RowMatrixXf::Zero(1, 8)}}),
+  EXPECT_THROW(layer.set_weights({{"att_src", ruvector::Parameter{{1, 2, 5}, RowMatrixXf::Zero(2, 5)}},
+                                  {"bias", ruvector::Parameter{{8}, RowMatrixXf::Zero(1, 8)}}}),
                ruvector::DimensionMismatch);
-  EXPECT_EQ(layer.get_weights().at("att_src")(1, 2), 7.0f);  // unchanged by the rejected call
-  EXPECT_EQ(layer.get_weights().at("bias"), weights.at("bias"));
+  try {  // the right shape, but data that does not hold it
+    layer.set_weights({{"bias", ruvector::Parameter{{8}, RowMatrixXf::Zero(1, 7)}}});
+    FAIL() << "expected InvalidInput";
+  } catch (const ruvector::DimensionMismatch&) {
+    FAIL() << "expected InvalidInput about the data, not the shape";
+  } catch (const ruvector::InvalidInput& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 7 numbers"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(layer.get_weights().at("att_src").data(1, 2), 7.0f);  // unchanged by the rejected calls
+  EXPECT_EQ(layer.get_weights().at("bias").data, weights.at("bias").data);
 
-  GraphAttentionOptions bad;
+  GraphConfig bad;
   bad.edge_dim = 0;
   EXPECT_THROW(GraphAttention(c, bad), ruvector::InvalidConfig);
   bad = {};
@@ -311,15 +333,15 @@ TEST(GraphAttention, CopiesShareNothingMutable) {
   ruvector::AttentionConfig c;
   c.num_heads = 1;
   c.head_dim = 2;
-  GraphAttentionOptions o;
+  GraphConfig o;
   o.in_features = 3;
   GraphAttention a(c, o);
   GraphAttention b = a;
   auto w = a.get_weights();
-  w["bias"].setConstant(1.0f);
+  w["bias"].data.setConstant(1.0f);
   b.set_weights({{"bias", w["bias"]}});
-  EXPECT_EQ(a.get_weights().at("bias")(0, 0), 0.0f);
-  EXPECT_EQ(b.get_weights().at("bias")(0, 0), 1.0f);
+  EXPECT_EQ(a.get_weights().at("bias").data(0, 0), 0.0f);
+  EXPECT_EQ(b.get_weights().at("bias").data(0, 0), 1.0f);
 }
 
 }  // namespace

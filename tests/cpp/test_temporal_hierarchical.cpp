@@ -95,7 +95,7 @@ TEST_P(OnEveryBackend, TemporalMatchesReference) {
   for (bool causal : {true, false})
     for (double window : {-1.0, 3.0})
       for (double lambda : {0.0, 0.3}) {
-        ruvector::TemporalOptions o;
+        ruvector::TemporalConfig o;
         o.causal = causal;
         o.decay_rate = lambda;
         if (window >= 0) o.window = window;
@@ -104,7 +104,7 @@ TEST_P(OnEveryBackend, TemporalMatchesReference) {
         const auto out = attn.compute(x, t);
         EXPECT_LT(max_abs(out.values.cast<double>(), ref.values), 2e-5);
         EXPECT_LT(max_abs(out.weights.cast<double>(), ref.weights), 2e-6);
-        const auto streamed = attn.compute(x, t, false);
+        const auto streamed = attn.compute(x, t, ruvector::TemporalOptions{false});
         EXPECT_FALSE(streamed.has_weights());
         EXPECT_LT(max_abs(streamed.values.cast<double>(), ref.values), 2e-5);
       }
@@ -126,10 +126,10 @@ TEST_P(OnEveryBackend, TemporalSortedAndShuffledAgree) {
     xp.row(i) = x.row(perm[i]);
     tp[i] = t[perm[i]];
   }
-  ruvector::TemporalOptions o;
+  ruvector::TemporalConfig o;
   o.half_life = 20.0;
   ruvector::TemporalAttention attn({}, o);
-  const auto sorted = attn.compute(x, t), shuffled = attn.compute(xp, tp, false);
+  const auto sorted = attn.compute(x, t), shuffled = attn.compute(xp, tp, ruvector::TemporalOptions{false});
   for (Index i = 0; i < n; ++i)
     EXPECT_LT((sorted.values.row(perm[i]) - shuffled.values.row(i)).cwiseAbs().maxCoeff(), 1e-5);
   const TemporalRef ref = temporal_reference(x, t, std::log(2.0) / 20.0, true, -1);
@@ -139,7 +139,7 @@ TEST_P(OnEveryBackend, TemporalSortedAndShuffledAgree) {
 
 TEST_P(OnEveryBackend, TemporalDefaultTimesAreIndices) {
   const RowMatrixXf x = random_matrix(70, 8, 5);
-  ruvector::TemporalOptions o;
+  ruvector::TemporalConfig o;
   o.decay_rate = 0.1;
   o.window = 10;
   ruvector::TemporalAttention attn({}, o);
@@ -238,7 +238,7 @@ TEST(Temporal, TypedErrors) {
   EXPECT_THROW(attn.compute(x, bad_t), ruvector::InvalidInput);
 
   auto make = [](auto set) {
-    ruvector::TemporalOptions o;
+    ruvector::TemporalConfig o;
     set(o);
     return ruvector::TemporalAttention({}, o);
   };

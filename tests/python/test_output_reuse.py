@@ -1,4 +1,4 @@
-"""Large outputs are reused between calls (output_matrix / recycle_output in types.hpp): a
+"""Large outputs are reused between calls (output_matrix / recycle_output in cpp/src/memory): a
 buffer NumPy frees serves the next call of the same size. Each mechanism must write every
 element of a reused buffer, so the buffers here are poisoned with NaN before they are freed."""
 

@@ -12,7 +12,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,28 +23,14 @@
 
 namespace ruvector {
 
-// The compressed, target-major (CSR) form of a graph, built once by GraphStructure. Edges
-// are split into ordinary edges (source != target) and given self-loops, so that a layer may
-// drop the latter (add_self_loops) or keep them, without rebuilding anything.
-struct GraphCsr {
-  std::int64_t num_nodes = 0;
-  std::int64_t num_edges = 0;  // as given, self-loops included
-  // Ordinary edges grouped by target: those of node i are [indptr[i], indptr[i+1]), in the
-  // order they were given.
-  std::vector<std::int64_t> indptr;   // [N + 1]
-  std::vector<std::int64_t> source;   // [nnz]
-  std::vector<std::int64_t> edge_id;  // [nnz] position in the given edge list
-  // Rank of each ordinary edge among the ordinary edges (its row once self-loops are
-  // removed); empty when the graph has no self-loops (then it equals edge_id).
-  std::vector<std::int64_t> kept_rank;
-  // Given self-loops grouped by node (empty when there are none).
-  std::vector<std::int64_t> loop_indptr;  // [N + 1]
-  std::vector<std::int64_t> loop_edge_id;
-  std::int64_t num_self_loops = 0;
+namespace detail {
+struct GraphCsr;         // the compressed form GraphStructure builds (library sources only)
+struct GraphParameters;  // a GraphAttention's weights in kernel-ready form (library sources only)
+}  // namespace detail
 
-  std::int64_t num_ordinary_edges() const noexcept { return num_edges - num_self_loops; }
-};
-
+// A graph, validated once and held in compressed, target-major (CSR) form: edges grouped by
+// target, ordinary edges and given self-loops apart, so that a layer may drop the latter
+// (add_self_loops) or keep them without rebuilding anything.
 class GraphStructure {
  public:
   // An empty graph with no nodes.
@@ -78,7 +63,8 @@ class GraphStructure {
   // [N, F]: the mean of each node's incoming ordinary edge features, zeros for a node with
   // none (the features of the self-loop GraphAttention adds). Empty without edge features.
   const RowMatrixXf& self_loop_features() const noexcept;
-  const GraphCsr& csr() const noexcept;
+  // The compressed form, for the library's compute path and tests.
+  const detail::GraphCsr& csr() const noexcept;
 
  private:
   struct Data;
@@ -87,7 +73,8 @@ class GraphStructure {
 
 enum class GraphVariant { Gat, GatV2 };
 
-struct GraphAttentionOptions {
+// How a layer is built (with AttentionConfig's num_heads = H, head_dim = C, use_bias, seed).
+struct GraphConfig {
   std::optional<std::int64_t> in_features;  // unset: fixed by the first call (lazy)
   bool concat = true;                       // heads concatenated [N, H·C], else averaged [N, C]
   double negative_slope = 0.2;              // LeakyReLU slope
@@ -99,20 +86,19 @@ struct GraphAttentionOptions {
   void validate() const;
 };
 
-// Parameters by PyG's state_dict names (GATConv: lin.weight, att_src, att_dst, lin_edge.weight,
-// att_edge, bias; GATv2Conv: lin_l.weight, lin_l.bias, lin_r.weight, lin_r.bias, att,
-// lin_edge.weight, bias). A [1, H, C] parameter is an [H, C] matrix here and a vector [n] a
-// [1, n] row (the Python binding uses PyG's exact shapes).
-using GraphWeights = std::map<std::string, RowMatrixXf>;
+// What one call asks for.
+struct GraphOptions {
+  bool need_weights = true;  // false: no per-edge coefficients
+};
 
 class GraphAttention {
  public:
-  explicit GraphAttention(AttentionConfig config = {}, GraphAttentionOptions options = {});
+  explicit GraphAttention(AttentionConfig config = {}, GraphConfig graph_config = {});
   GraphAttention(const GraphAttention& other);
   GraphAttention& operator=(const GraphAttention& other);
 
   const AttentionConfig& config() const noexcept { return config_; }
-  const GraphAttentionOptions& options() const noexcept { return options_; }
+  const GraphConfig& graph_config() const noexcept { return graph_config_; }
   std::int64_t num_heads() const noexcept { return config_.num_heads; }
   std::int64_t head_dim() const noexcept { return config_.head_dim; }
   // Width of the output rows: H·C with concat, C without.
@@ -124,34 +110,36 @@ class GraphAttention {
   // (the coefficient of each edge used, PyG's order: given edges without self-loops, then one
   // self-loop per node; or the given edges when add_self_loops is false) with their [E', 2]
   // list in metadata["edges"].
-  AttentionOutput compute(const MatrixRef& node_features, const GraphStructure& graph, bool need_weights = true) const;
+  AttentionOutput compute(const MatrixRef& node_features, const GraphStructure& graph,
+                          const GraphOptions& options = {}) const;
   // The checks compute makes before any work (batches run them on every item first).
-  void validate(const MatrixRef& node_features, const GraphStructure& graph, bool need_weights = true) const;
+  void validate(const MatrixRef& node_features, const GraphStructure& graph, const GraphOptions& options = {}) const;
 
   // Fixes in_features (Glorot weights from the seed) if it is not fixed yet; throws
   // DimensionMismatch when it already is, to another value.
   void initialize(std::int64_t in_features) const;
 
-  // The parameter names of this layer (PyG's state_dict keys), sorted.
+  // The parameter names of this layer (PyG's state_dict keys), sorted. GATConv: lin.weight
+  // [H·C, F], att_src and att_dst [1, H, C], lin_edge.weight [H·C, edge_dim] and att_edge
+  // [1, H, C] (with edge_dim), bias [H·C] or [C]; GATv2Conv: lin_l.weight, lin_r.weight
+  // [H·C, F], lin_l.bias, lin_r.bias [H·C], att [1, H, C], lin_edge.weight, bias.
   std::vector<std::string> weight_names() const;
-  // Empty before the weights exist (lazy layer not yet called).
-  GraphWeights get_weights() const;
+  // PyG's shapes; empty before the weights exist (lazy layer not yet called).
+  StateDict get_weights() const;
   // Replaces the given parameters (all or some); a layer without weights yet must be given
   // the input projection(s), which fix in_features. Throws (leaving the layer unchanged) on
-  // an unknown name or a wrong shape.
-  void set_weights(const GraphWeights& weights);
-
-  struct Parameters;  // the weights in kernel-ready form (graph.cpp)
+  // an unknown name or a shape other than PyG's.
+  void set_weights(const StateDict& weights);
 
  private:
-  std::shared_ptr<const Parameters> parameters(std::int64_t in_features) const;
-  std::shared_ptr<const Parameters> snapshot() const;
+  std::shared_ptr<const detail::GraphParameters> parameters(std::int64_t in_features) const;
+  std::shared_ptr<const detail::GraphParameters> snapshot() const;
 
   AttentionConfig config_;
-  GraphAttentionOptions options_;
+  GraphConfig graph_config_;
   mutable std::mutex mutex_;  // guards params_ (lazy initialisation and set_weights)
   std::mutex update_mutex_;   // one set_weights at a time: its read-modify-write is atomic
-  mutable std::shared_ptr<const Parameters> params_;
+  mutable std::shared_ptr<const detail::GraphParameters> params_;
 };
 
 }  // namespace ruvector

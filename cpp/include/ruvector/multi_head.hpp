@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -23,15 +22,6 @@
 #include "ruvector/types.hpp"
 
 namespace ruvector {
-
-// One named parameter as torch's state_dict holds it: `shape` is torch's ({n} for a bias,
-// {rows, cols} for a matrix); `data` holds the numbers row-major as [rows, cols] ([1, n] for a
-// bias).
-struct Parameter {
-  std::vector<Index> shape;
-  RowMatrixXf data;
-};
-using StateDict = std::map<std::string, Parameter>;
 
 struct MultiHeadOptions {
   AttentionMask mask;           // [Lq, Lk], shared by every head

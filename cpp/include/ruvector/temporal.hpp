@@ -18,7 +18,8 @@
 
 namespace ruvector {
 
-struct TemporalOptions {
+// How a layer attends, fixed when it is built.
+struct TemporalConfig {
   bool causal = true;               // keep t_j <= t_i
   double decay_rate = 0.0;          // λ >= 0
   std::optional<double> half_life;  // > 0: λ = ln 2 / half_life (exclusive with decay_rate != 0)
@@ -30,32 +31,37 @@ struct TemporalOptions {
   double lambda() const;
 };
 
+// What one call asks for.
+struct TemporalOptions {
+  bool need_weights = true;  // false: streaming, no T×T matrix
+};
+
 class TemporalAttention {
  public:
-  explicit TemporalAttention(AttentionConfig config = {}, TemporalOptions options = {});
+  explicit TemporalAttention(AttentionConfig config = {}, TemporalConfig temporal = {});
 
   const AttentionConfig& config() const noexcept { return config_; }
-  const TemporalOptions& options() const noexcept { return options_; }
+  const TemporalConfig& temporal_config() const noexcept { return options_; }
   // λ in use (ln 2 / half_life when half_life was given).
   double decay_rate() const noexcept { return lambda_; }
 
   // sequence [T, D] with t_i = i → values [T, D], weights [T, T] (when need_weights).
-  AttentionOutput compute(const MatrixRef& sequence, bool need_weights = true) const;
+  AttentionOutput compute(const MatrixRef& sequence, const TemporalOptions& options = {}) const;
   // sequence [T, D] with timestamps [T] (finite; any order).
   AttentionOutput compute(const MatrixRef& sequence, const Eigen::Ref<const Eigen::VectorXd>& timestamps,
-                          bool need_weights = true) const;
+                          const TemporalOptions& options = {}) const;
 
   // The checks compute makes before any work: batches run them on every item first.
-  void validate(const MatrixRef& sequence, bool need_weights = true) const;
+  void validate(const MatrixRef& sequence, const TemporalOptions& options = {}) const;
   void validate(const MatrixRef& sequence, const Eigen::Ref<const Eigen::VectorXd>& timestamps,
-                bool need_weights = true) const;
+                const TemporalOptions& options = {}) const;
 
  private:
   AttentionOutput run(const MatrixRef& sequence, const double* timestamps, bool has_timestamps,
                       bool need_weights) const;
 
   AttentionConfig config_;
-  TemporalOptions options_;
+  TemporalConfig options_;  // how this layer attends
   double lambda_ = 0.0;
 };
 

@@ -1,5 +1,5 @@
-// Value types shared by every mechanism: row-major float matrices at the edges and the
-// AttentionOutput they return.
+// Value types shared by every mechanism: row-major float matrices at the edges, the
+// AttentionOutput they return and the StateDict that carries a layer's weights.
 #pragma once
 
 #include <Eigen/Core>
@@ -35,14 +35,15 @@ struct AttentionOutput {
   bool has_weights() const noexcept { return !weights_shape.empty(); }
 };
 
-// Large output matrices are reused between calls. A freshly mapped page costs the kernel a
-// clear on first touch, and far more on a virtual machine that hands freed pages back to its
-// host (measured here: 87 MB of fresh output took 10-170 ms to first touch). Mechanisms take
-// their outputs from output_matrix(); whoever frees an output may hand it back with
-// recycle_output() (the Python bindings do, when NumPy frees the array), and the next call of
-// the same size reuses it. At most two matrices of 1-128 MB, 256 MB in all, are kept, and
-// matrices of 16 KB to 1 MB (a batch's items) up to 64 MB in all, the oldest let go first.
-RowMatrixXf output_matrix(Index rows, Index cols);
-void recycle_output(RowMatrixXf&& m) noexcept;
+// One named parameter as torch's state_dict holds it. `shape` is torch's ({n} for a vector,
+// {rows, cols} for a matrix, {1, H, C} for a GAT attention vector); `data` holds the numbers
+// row-major as a matrix of the last dimension's width ([1, n] for a vector, [H, C] for
+// {1, H, C}).
+struct Parameter {
+  std::vector<Index> shape;
+  RowMatrixXf data;
+};
+// A layer's weights by torch / PyG state_dict name (MultiHeadAttention, GraphAttention).
+using StateDict = std::map<std::string, Parameter>;
 
 }  // namespace ruvector

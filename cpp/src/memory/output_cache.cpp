@@ -1,4 +1,4 @@
-// The cache of large output matrices behind output_matrix() / recycle_output() (types.hpp).
+// The cache of output matrices behind output_matrix() / recycle_output() (memory.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/types.hpp"
 
@@ -15,7 +16,7 @@
 #include <pthread.h>
 #endif
 
-namespace ruvector {
+namespace ruvector::memory {
 namespace {
 
 // Large outputs: a few, each of 1-128 MB.
@@ -151,4 +152,4 @@ void recycle_output(RowMatrixXf&& m) noexcept {
   }
 }
 
-}  // namespace ruvector
+}  // namespace ruvector::memory

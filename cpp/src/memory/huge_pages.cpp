@@ -1,0 +1,131 @@
+// Huge-page backed float scratch (FloatBuffer) and the pool that keeps its large blocks between
+// calls. Used by graph attention for its [N, H·C] temporaries, whose rows the edge kernel
+// gathers at random.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "memory/memory.hpp"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+namespace ruvector::memory {
+namespace {
+
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+// Large scratch blocks (huge-page backed) kept between calls: a fresh 2 MiB page costs the
+// kernel a clear before first use (~1/5 of a large layer call went to zeroing), so the blocks of
+// the last calls are reused instead, up to kPoolBytes in total (the newest kept first).
+class HugeBlockPool {
+ public:
+  static HugeBlockPool& instance() {
+    static HugeBlockPool* pool = [] {
+      auto* p = new HugeBlockPool;  // never destroyed: usable until exit
+#if defined(__unix__) || defined(__APPLE__)
+      // As the output cache: fork() happens between two uses of the pool, never inside one.
+      pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().mutex_.unlock(); });
+#endif
+      return p;
+    }();
+    return *pool;
+  }
+  // A cached block of at least `bytes` (and not wastefully larger), or null.
+  void* take(std::size_t bytes, std::size_t& capacity) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::size_t best = blocks_.size();
+    for (std::size_t b = 0; b < blocks_.size(); ++b)
+      if (blocks_[b].second >= bytes && blocks_[b].second / 2 <= bytes &&
+          (best == blocks_.size() || blocks_[b].second < blocks_[best].second))
+        best = b;
+    if (best == blocks_.size()) return nullptr;
+    void* p = blocks_[best].first;
+    capacity = blocks_[best].second;
+    cached_ -= capacity;
+    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(best));
+    return p;
+  }
+  void give(void* p, std::size_t capacity) noexcept {
+    if (capacity > kPoolBytes) {
+      std::free(p);
+      return;
+    }
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (!blocks_.empty() && cached_ + capacity > kPoolBytes) {  // drop the oldest
+        evicted.push_back(blocks_.front().first);
+        cached_ -= blocks_.front().second;
+        blocks_.erase(blocks_.begin());
+      }
+      try {
+        blocks_.emplace_back(p, capacity);
+        cached_ += capacity;
+        p = nullptr;
+      } catch (...) {
+      }
+    }
+    for (void* e : evicted) std::free(e);
+    std::free(p);
+  }
+
+ private:
+  static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;  // at most 128 MB kept for reuse
+  std::mutex mutex_;
+  std::vector<std::pair<void*, std::size_t>> blocks_;  // oldest first
+  std::size_t cached_ = 0;
+};
+
+}  // namespace
+
+void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + kHugePage - 1) / kHugePage * kHugePage;
+  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) / kHugePage * kHugePage;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice only
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
+FloatBuffer::FloatBuffer(std::size_t n) {
+  if (n == 0) return;
+  const std::size_t bytes = n * sizeof(float);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (bytes >= 2 * kHugePage) {
+    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    if (void* cached = HugeBlockPool::instance().take(rounded, capacity_)) {
+      ptr_ = static_cast<float*>(cached);
+      return;
+    }
+    void* p = nullptr;
+    if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
+    advise_huge_pages(p, rounded);
+    ptr_ = static_cast<float*>(p);
+    capacity_ = rounded;
+    return;
+  }
+#endif
+  ptr_ = static_cast<float*>(std::malloc(bytes));
+  if (ptr_ == nullptr) throw std::bad_alloc();
+}
+
+FloatBuffer::~FloatBuffer() {
+  if (capacity_ > 0)
+    HugeBlockPool::instance().give(ptr_, capacity_);
+  else
+    std::free(ptr_);
+}
+
+}  // namespace ruvector::memory
