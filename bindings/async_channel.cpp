@@ -1,4 +1,4 @@
-// The async completion channel (SPEC §5): compute_async / compute_batch_async hand prepared
+// The async completion channel (docs/contract.md §5): compute_async / compute_batch_async hand prepared
 // jobs to the process-wide pool and get their outputs back on their event loop's thread
 // (through a socket the loop watches) or through a callback, without a worker ever waiting
 // for the GIL or racing the interpreter's finalisation.

@@ -1,4 +1,4 @@
-// Module-level functions of SPEC §2: features, SIMD backend, thread pool.
+// Module-level functions of docs/contract.md §2: features, SIMD backend, thread pool.
 #include <pybind11/stl.h>
 
 #include "common.hpp"

@@ -1,4 +1,4 @@
-// C++ exceptions → the Python classes of python/ruvector/_errors.py (SPEC §6).
+// C++ exceptions → the Python classes of python/ruvector/_errors.py (docs/contract.md §6).
 #include "ruvector/errors.hpp"
 #include "common.hpp"
 

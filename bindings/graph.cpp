@@ -1,4 +1,4 @@
-// GraphStructure and GraphAttention bindings (SPEC §3–§4).
+// GraphStructure and GraphAttention bindings (docs/contract.md §3–§4).
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -318,7 +318,9 @@ struct GraphCall {
     // batch are checked against it before any work starts.
     a.initialize(x.cols());
   }
-  AttentionOutput run(const GraphAttention& a) const { return a.compute(x.matrix(), graph, GraphOptions{need_weights}); }
+  AttentionOutput run(const GraphAttention& a) const {
+    return a.compute(x.matrix(), graph, GraphOptions{need_weights});
+  }
 };
 
 GraphCall convert(py::handle node_features, py::handle graph, bool need_weights) {

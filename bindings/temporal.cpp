@@ -42,7 +42,7 @@ TemporalCall convert(py::handle sequence, py::handle timestamps, bool need_weigh
 }
 
 // decay_rate is None unless given, so that giving it together with half_life is refused even
-// when it is 0 (SPEC: "giving both is an error"); not given, λ is 0 or ln 2 / half_life.
+// when it is 0 (docs/contract.md §4: "giving both is an error"); not given, λ is 0 or ln 2 / half_life.
 TemporalAttention make(py::handle config, bool causal, std::optional<double> decay_rate,
                        std::optional<double> half_life, std::optional<double> window) {
   if (decay_rate && half_life)

@@ -1,4 +1,4 @@
-// AttentionConfig and AttentionOutput (SPEC §3).
+// AttentionConfig and AttentionOutput (docs/contract.md §3).
 #include <pybind11/stl.h>
 
 #include <cmath>
@@ -155,7 +155,7 @@ AttentionConfig to_config(py::handle obj) {
 }
 
 void register_types(py::module_& m) {
-  py::class_<AttentionConfig>(m, "AttentionConfig", "Settings shared by every mechanism (SPEC §3).")
+  py::class_<AttentionConfig>(m, "AttentionConfig", "Settings shared by every mechanism (docs/contract.md §3).")
       .def(py::init(&make_config), py::arg("num_heads") = 8, py::arg("head_dim") = 64, py::arg("dropout") = 0.1,
            py::arg("use_bias") = true, py::arg("scale") = py::none(), py::arg("seed") = 0)
       .def_readonly("num_heads", &AttentionConfig::num_heads)

@@ -7,6 +7,7 @@ copy) and returns an :class:`AttentionOutput` whose arrays own their C++ buffers
 from __future__ import annotations
 
 from . import _graph, _hierarchical, _multi_head, _native, _temporal
+from ._batch import BatchConfig
 from ._errors import (
     ComputationError,
     DimensionMismatchError,
@@ -16,7 +17,6 @@ from ._errors import (
 )
 from ._graph import *  # noqa: F403
 from ._hierarchical import *  # noqa: F403
-from ._batch import BatchConfig
 from ._mechanisms import DotProductAttention
 from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
 from ._native import (

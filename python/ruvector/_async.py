@@ -1,4 +1,4 @@
-"""Running prepared jobs on the C++ pool (SPEC §5), synchronously or from asyncio.
+"""Running prepared jobs on the C++ pool (docs/contract.md §5), synchronously or from asyncio.
 
 Each native mechanism has ``_prepare(...)``, which converts and validates one call's
 arguments (with the GIL held) and returns a job; batches (``_batch.py``) prepare every item

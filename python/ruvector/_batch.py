@@ -299,4 +299,3 @@ def _prepare_batch(
     except RuVectorError as e:
         raise _item_error(len(jobs), e) from e
     return jobs
-

@@ -1,4 +1,4 @@
-"""The exception hierarchy of SPEC §6; the native module raises these classes."""
+"""The exception hierarchy of docs/contract.md §6; the native module raises these classes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Graph attention (GAT / GATv2, SPEC §4): the native layer plus async and batch calls."""
+"""Graph attention (GAT / GATv2, docs/contract.md §4): the native layer plus async and batch calls."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HierarchicalAttention: the native compute plus async and batch calls (SPEC §4, §5)."""
+"""HierarchicalAttention: the native compute plus async and batch calls (docs/contract.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class HierarchicalAttention(
     batch_doc="compute over B items: each a list of [N, D] arrays or an [L, N, D] array (a "
     "[B, L, N, D] array works too), with one level_weights vector per item (or None).",
 ):
-    """Parameter-free hierarchical attention pooling (SPEC §4).
+    """Parameter-free hierarchical attention pooling (docs/contract.md §4).
 
     Within level l: ``αₗ = softmax(scale·Xₗ·uₗ)``, ``sₗ = αₗᵀXₗ`` with ``uₗ`` = ``query`` or the
     level's mean row; across levels ``β`` = normalised ``level_weights`` or

@@ -1,4 +1,4 @@
-"""DotProductAttention (SPEC §4), and the (queries, keys, values) columns of compute_batch."""
+"""DotProductAttention (docs/contract.md §4), and the (queries, keys, values) columns of compute_batch."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class DotProductAttention(
     columns=QUERY_KEY_VALUE_COLUMNS,
     batch_doc=QUERY_KEY_VALUE_BATCH_DOC,
 ):
-    """Scaled dot-product attention: softmax(scale·Q·Kᵀ + mask)·V (SPEC §4)."""
+    """Scaled dot-product attention: softmax(scale·Q·Kᵀ + mask)·V (docs/contract.md §4)."""
 
 
 __all__ = ["DotProductAttention"]

@@ -1,4 +1,4 @@
-"""MultiHeadAttention: the native layer plus async and batch calls (SPEC §4, §5)."""
+"""MultiHeadAttention: the native layer plus async and batch calls (docs/contract.md §4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TemporalAttention: the native compute plus async and batch calls (SPEC §4, §5)."""
+"""TemporalAttention: the native compute plus async and batch calls (docs/contract.md §4, §5)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class TemporalAttention(
     batch_doc="compute over B sequences: a [B, T, D] array or a list of [T, D] arrays (ragged T "
     "allowed), with one timestamp vector per sequence (or None: tᵢ = i everywhere).",
 ):
-    """Self-attention over a sequence of events with time decay (SPEC §4).
+    """Self-attention over a sequence of events with time decay (docs/contract.md §4).
 
     Scores ``scale·(xᵢ·xⱼ) − λ·|tᵢ − tⱼ|``; with ``causal`` event i attends to j only where
     ``tⱼ <= tᵢ`` (by time, so unsorted timestamps work); ``window`` drops ``|tᵢ − tⱼ| > window``;

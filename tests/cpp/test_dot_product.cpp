@@ -1,4 +1,4 @@
-// The C++ API of DotProductAttention (SPEC §7): Eigen in, AttentionOutput out, typed errors.
+// The C++ API of DotProductAttention (docs/contract.md §7): Eigen in, AttentionOutput out, typed errors.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// The C++ API of GraphStructure and GraphAttention (SPEC §7): the CSR form, GAT/GATv2 against
+// The C++ API of GraphStructure and GraphAttention (docs/contract.md §7): the CSR form, GAT/GATv2 against
 // plain double-precision loops on every backend this machine supports, typed errors, weights.
 #include <gtest/gtest.h>
 

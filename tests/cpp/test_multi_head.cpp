@@ -1,4 +1,4 @@
-// The C++ API of MultiHeadAttention (SPEC §7): torch-named weights, Eigen in, typed errors.
+// The C++ API of MultiHeadAttention (docs/contract.md §7): torch-named weights, Eigen in, typed errors.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// The C++ API of TemporalAttention and HierarchicalAttention (SPEC §4, §7), on every backend
+// The C++ API of TemporalAttention and HierarchicalAttention (docs/contract.md §4, §7), on every backend
 // this machine supports, against plain double-precision Eigen references written here.
 #include <gtest/gtest.h>
 

@@ -98,10 +98,10 @@ def test_generated_methods_have_real_signatures_and_docstrings(name):
         assert set(hints) >= {*columns, "batch_config", "progress", "return"}
     assert inspect.iscoroutinefunction(cls.compute_batch_async) and inspect.iscoroutinefunction(cls.compute_async)
     compute = inspect.signature(cls.compute)
-    assert tuple(compute.parameters)[0] == "self" and compute.parameters["need_weights"].default is True
+    assert next(iter(compute.parameters)) == "self" and compute.parameters["need_weights"].default is True
     assert compute.parameters["need_weights"].kind is inspect.Parameter.KEYWORD_ONLY
     assert inspect.signature(cls.compute_async) == compute
-    assert tuple(inspect.signature(cls).parameters)[0] == "config"
+    assert next(iter(inspect.signature(cls).parameters)) == "config"
     assert cls.__doc__ and cls.compute.__doc__.startswith("compute(")
     text = pydoc_text(cls)
     assert f"compute_batch(self, {columns[0]}" in text

@@ -1,4 +1,4 @@
-// AttentionConfig: the settings every mechanism takes (SPEC §3).
+// AttentionConfig: the settings every mechanism takes (docs/contract.md §3).
 #pragma once
 
 #include <cstdint>

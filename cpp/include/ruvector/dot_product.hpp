@@ -1,4 +1,4 @@
-// Scaled dot-product attention (SPEC §4):
+// Scaled dot-product attention (docs/contract.md §4):
 //   out = softmax(scale · Q·Kᵀ + mask) · V
 // with a boolean mask (true = may attend) or an additive float mask, optional top-left causal
 // masking (j <= i), and zeros for a row with nothing to attend to. Without weights the kernel

@@ -1,4 +1,4 @@
-// Graph attention (SPEC §3–§4): GraphStructure, a validated graph held in compressed form,
+// Graph attention (docs/contract.md §3–§4): GraphStructure, a validated graph held in compressed form,
 // and GraphAttention, a GAT (Veličković et al.) or GATv2 (Brody et al.) layer with the
 // semantics, parameter names and shapes of torch_geometric's GATConv / GATv2Conv.
 //

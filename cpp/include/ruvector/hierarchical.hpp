@@ -1,4 +1,4 @@
-// Hierarchical attention pooling (SPEC §4), parameter-free, in the manner of hierarchical
+// Hierarchical attention pooling (docs/contract.md §4), parameter-free, in the manner of hierarchical
 // attention networks (Yang et al. 2016). For L levels X_l [N_l, D]:
 //   within level l:  u_l = query, or the mean of X_l's rows
 //                    α_l = softmax(scale · X_l · u_l),   s_l = α_lᵀ X_l        (S = [s_1..s_L], [L, D])

@@ -1,4 +1,4 @@
-// Multi-head attention as torch.nn.MultiheadAttention (SPEC §4):
+// Multi-head attention as torch.nn.MultiheadAttention (docs/contract.md §4):
 //   Q = query·Wqᵀ + bq,  K = key·Wkᵀ + bk,  V = value·Wvᵀ + bv
 //   head_h = softmax(scale · Q_h·K_hᵀ + mask) · V_h        (Q_h: columns h·d .. (h+1)·d, d = E/H)
 //   out = concat(head_0 .. head_{H-1})·Woᵀ + bo

@@ -1,4 +1,4 @@
-// Run-time SIMD backend selection (SPEC §8). The kernels are compiled once per ISA; the best
+// Run-time SIMD backend selection (docs/contract.md §8). The kernels are compiled once per ISA; the best
 // one this CPU and build support is chosen once, at first use, and can be forced.
 #pragma once
 

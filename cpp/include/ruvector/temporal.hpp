@@ -1,4 +1,4 @@
-// Temporal self-attention over a sequence of events (SPEC §4):
+// Temporal self-attention over a sequence of events (docs/contract.md §4):
 //   s_ij = scale · (x_i · x_j) − λ · |t_i − t_j|,   values = softmax_j(s_ij) · X
 // with λ = decay_rate (or ln 2 / half_life), causal by time (j only where t_j <= t_i, so
 // unsorted timestamps work), an optional window (|t_i − t_j| <= w) and i always attending to
