@@ -39,6 +39,20 @@ void register_core(py::module_& m) {
       },
       py::arg("seconds") = 0.002,
       "The AMX tiles' float32-equivalent GFLOP/s on this thread now (0 without AMX); for benchmarks.");
+  m.def(
+      "_gemm_gflops",
+      [](double seconds) {
+        ReleaseGil release;
+        return gemm_gflops(seconds);
+      },
+      py::arg("seconds") = 0.2, "Our GEMM kernel's GFLOP/s on a 1024³ product on the pool now; for benchmarks.");
+  m.def(
+      "_exp_per_second",
+      [](double seconds) {
+        ReleaseGil release;
+        return exp_per_second(seconds);
+      },
+      py::arg("seconds") = 0.05, "Our exp kernel's exponentials per second, in L1, on the pool now; for benchmarks.");
   m.def("_available_backends", [] {
     std::vector<std::string> names;
     for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar})

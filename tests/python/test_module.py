@@ -129,6 +129,18 @@ def test_amx_tile_rate():
             _native._amx_tile_gflops(bad)
 
 
+def test_ceiling_probes(backend):
+    """The benchmarks' limits measured on our own kernels: a GEMM rate and an exp rate that a
+    2-core machine of any ISA reaches (scalar loops included) and no machine exceeds by far;
+    a duration outside (0, 10] seconds is refused."""
+    assert 0.2 < _native._gemm_gflops(0.05) < 1e5
+    assert 1e7 < _native._exp_per_second(0.02) < 1e12
+    for probe in (_native._gemm_gflops, _native._exp_per_second):
+        for bad in (0.0, -1.0, 11.0, float("nan")):
+            with pytest.raises(rv.InvalidInputError, match="seconds"):
+                probe(bad)
+
+
 @pytest.mark.parametrize("call", ["compute", "compute_batch", "graph"])
 def test_daemon_threads_inside_sync_calls_at_exit(call):
     """Daemon threads still inside synchronous calls when the interpreter exits: the process

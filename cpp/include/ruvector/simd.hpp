@@ -38,4 +38,11 @@ void set_amx_enabled(bool on);
 // program on the same physical core can slow the tiles ~3× for seconds at a time.
 double amx_tile_gflops(double seconds = 0.002);
 
+// References for benchmarks, measured on the backend in use and the whole pool for about
+// `seconds` (0 < seconds <= 10, else InvalidInput): the GEMM kernel's float32 rate on a
+// 1024³ product (GFLOP/s), and the exp kernel's rate on data in L1 (exponentials per second,
+// with the loads and stores of a softmax row around them). Best round of the period.
+double gemm_gflops(double seconds = 0.2);
+double exp_per_second(double seconds = 0.05);
+
 }  // namespace ruvector
