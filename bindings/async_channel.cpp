@@ -13,7 +13,7 @@
 
 #include "job_runner.hpp"
 #include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 
 namespace ruvector::bindings {
 

@@ -7,7 +7,7 @@
 
 #include "messages.hpp"
 #include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 
 namespace ruvector::detail {
 namespace {

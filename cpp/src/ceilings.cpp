@@ -12,7 +12,7 @@
 #include "attention_core.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 #include "simd/kernels.hpp"
 
 namespace ruvector {

@@ -19,7 +19,7 @@
 #include "memory/memory.hpp"
 #include "messages.hpp"
 #include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 
 namespace ruvector {
 namespace {

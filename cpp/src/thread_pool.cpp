@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "ruvector/errors.hpp"
-#include "ruvector/thread_pool.hpp"
+#include "thread_pool_internal.hpp"
 
 #if defined(__linux__)
 #include <sched.h>
