@@ -16,6 +16,7 @@ Import this module on demand (``import ruvector.dask``); ``import ruvector`` nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import pickle
@@ -27,6 +28,7 @@ import numpy as np
 
 try:
     import dask.array as da
+    from dask.base import annotate
     from dask.delayed import delayed
 except ImportError as exc:  # pragma: no cover - exercised only without dask
     raise ImportError(
@@ -103,6 +105,12 @@ def _batch_chunk(layer: Any, kwargs: dict[str, Any], *arrays: np.ndarray) -> np.
     return np.stack([out.values for out in outputs])
 
 
+def _chunks(array: da.Array) -> Any:
+    """The array's chunks as Delayed objects, in order. The graph is not optimised here: fusing
+    it would drop the placement annotations of an earlier call's tasks (the previous layer)."""
+    return array.to_delayed(optimize_graph=False).ravel()
+
+
 def _as_dask_array(array: Any, name: str) -> da.Array:
     if isinstance(array, da.Array):
         return array
@@ -174,7 +182,7 @@ def batch(layer: Any, *arrays: Any, **kwargs: Any) -> da.Array:
     layer_key = _shared(layer, "ruvector-layer")
     options = delayed(kwargs)  # one key too: a mask is not copied into every chunk's task
     task = delayed(_batch_chunk, pure=True)
-    chunk_lists = [a.to_delayed().ravel() for a in blocks]
+    chunk_lists = [_chunks(a) for a in blocks]
     parts = [
         da.from_delayed(
             task(layer_key, options, *(chunks[i] for chunks in chunk_lists)),
@@ -255,6 +263,50 @@ def _gat_block(layer: Any, plan: Any, x_block: np.ndarray, *halos: np.ndarray) -
     return values[: x_block.shape[0]]
 
 
+# The workers an earlier graph_attention call chose for its output's blocks, by array name, so
+# that the next layer reads each block where it is made (bounded: the most recent calls only).
+_OUTPUT_HOMES: dict[str, list[str | None]] = {}
+
+
+def _homes(x: da.Array, num_blocks: int) -> list[str | None]:
+    """The worker each row block of x lives on, to run that block's tasks there.
+
+    A block in a worker's memory (a persisted x) stays where it is; the output of an earlier
+    call stays where that call made it; other blocks are spread in order over the current
+    client's workers. Without a distributed client: no placement.
+    """
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return [None] * num_blocks
+    workers = sorted(client.nthreads())
+    if not workers:
+        return [None] * num_blocks
+    earlier = _OUTPUT_HOMES.get(x.name, [None] * num_blocks)
+    held = client.who_has()
+    homes: list[str | None] = []
+    for b, key in enumerate(x.__dask_keys__()):
+        holders = held.get(key[0] if isinstance(key, list) else key) or ()
+        homes.append(holders[0] if holders else earlier[b] or workers[b * len(workers) // num_blocks])
+    return homes
+
+
+def _on(worker: str | None) -> Any:
+    """Run the tasks made in this block on `worker` while it lives, elsewhere if it is lost.
+
+    Left to itself, Dask weighs load against transfers, and it places a group of many tasks
+    with few inputs (as the slicing tasks are when there are few blocks) as if they read no
+    data, so a block's tasks may run away from its rows and fetch the whole block. Dask drops
+    these annotations when it fuses the graph (dask.array's default optimisation): compute with
+    ``dask.config.set({"optimization.fuse.active": False})`` to keep them (docs: scale-out guide).
+    """
+    if worker is None:
+        return contextlib.nullcontext()
+    return annotate(workers=[worker], allow_other_workers=True)
+
+
 def _default_num_blocks() -> int:
     try:
         from distributed import get_client
@@ -333,22 +385,42 @@ def graph_attention(layer: Any, x: Any, edge_index: Any, *, edge_features: Any =
     bounds = tuple(int(v) for v in np.concatenate([[0], np.cumsum(x.chunks[0])]))
     num_blocks = len(bounds) - 1
     layer_key = _shared(layer, "ruvector-layer")
-    x_blocks = x.to_delayed().ravel()
-    edge_chunks = edges.to_delayed().ravel()
-    feature_chunks = [None] * len(edge_chunks) if features is None else features.to_delayed().ravel()
+    x_blocks, edge_chunks = _chunks(x), _chunks(edges)
+    feature_chunks = [None] * len(edge_chunks) if features is None else _chunks(features)
+    home = _homes(x, num_blocks)
+    edge_home = [home[j * num_blocks // len(edge_chunks)] for j in range(len(edge_chunks))]
 
     split = delayed(_edges_by_block, pure=True, nout=num_blocks)
-    buckets = [split(e, f, bounds) for e, f in zip(edge_chunks, feature_chunks, strict=True)]
     plan_task = delayed(_block_plan, pure=True, nout=num_blocks + 1)
     halo_task = delayed(_halo_rows, pure=True)
     gat_task = delayed(_gat_block, pure=True)
+    buckets = []
+    for j, (e, f) in enumerate(zip(edge_chunks, feature_chunks, strict=True)):
+        with _on(edge_home[j]):
+            pieces = split(e, f, bounds)
+            buckets.append([pieces[b] for b in range(num_blocks)])
+    requests = []
+    for b in range(num_blocks):
+        with _on(home[b]):
+            plan, *wanted = plan_task(b, bounds, *(bucket[b] for bucket in buckets))
+            requests.append((plan, wanted))
     parts = []
     for b in range(num_blocks):
-        plan, *requests = plan_task(b, bounds, *(bucket[b] for bucket in buckets))
-        halos = [halo_task(x_blocks[c], requests[c]) for c in range(num_blocks) if c != b]
-        out = gat_task(layer_key, plan, x_blocks[b], *halos)
+        plan, _ = requests[b]
+        halos = []
+        for c in range(num_blocks):
+            if c != b:
+                with _on(home[c]):  # sliced where block c lives; only the slice travels
+                    halos.append(halo_task(x_blocks[c], requests[b][1][c]))
+        with _on(home[b]):
+            out = gat_task(layer_key, plan, x_blocks[b], *halos)
         parts.append(da.from_delayed(out, shape=(bounds[b + 1] - bounds[b], out_width), dtype=np.float32))
-    return da.concatenate(parts, axis=0)
+    result = da.concatenate(parts, axis=0)
+    if any(home):
+        while len(_OUTPUT_HOMES) >= 64:
+            del _OUTPUT_HOMES[next(iter(_OUTPUT_HOMES))]
+        _OUTPUT_HOMES[result.name] = home
+    return result
 
 
 def halo_rows(edge_index: Any, row_chunks: Sequence[int]) -> np.ndarray:

@@ -174,6 +174,33 @@ def test_two_layer_gat_on_the_cluster(client: Any) -> None:
     np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_blocks_are_computed_where_their_rows_live(client: Any) -> None:
+    rng = np.random.default_rng(9)
+    num_nodes = 4000
+    edges = community_graph(num_nodes, 30000, rng)
+    x = client.persist(da.from_array(rng.standard_normal((num_nodes, 16), dtype=np.float32), chunks=1000))
+    distributed.wait(x)
+    holders = [client.who_has(x)[key][0] for key in (k[0] for k in x.__dask_keys__())]
+    layer = rv.GraphAttention({"num_heads": 2, "head_dim": 4}, in_features=16)
+    hidden = rd.graph_attention(layer, x, edges)
+    out = rd.graph_attention(rv.GraphAttention({"num_heads": 1, "head_dim": 4}), hidden, edges)
+
+    def annotated(array: Any) -> list[str]:
+        layers = array.__dask_graph__().layers
+        return [layers[n].annotations["workers"][0] for n in sorted(layers, key=str) if n.startswith("_gat_block")]
+
+    # each block's layer task is pinned (loosely) to the worker holding the block, in both layers
+    assert sorted(annotated(hidden)) == sorted(holders)
+    assert sorted(annotated(out)) == sorted(holders * 2)  # out's graph holds both layers
+    with dask.config.set({"optimization.fuse.active": False}):  # keeps the annotations
+        placed = client.persist(hidden)
+        distributed.wait(placed)
+    who = client.who_has(placed)
+    assert [who[k[0]][0] for k in placed.__dask_keys__()] == holders
+    graph = rv.GraphStructure.from_edge_index(edges, num_nodes)
+    np.testing.assert_allclose(placed.compute(), layer.compute(x.compute(), graph).values, rtol=1e-5, atol=1e-6)
+
+
 def test_uninitialised_layer_is_initialised_on_the_client() -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal((200, 7), dtype=np.float32)
