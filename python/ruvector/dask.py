@@ -35,17 +35,21 @@ except ImportError as exc:  # pragma: no cover - exercised only without dask
         "ruvector.dask needs Dask with its distributed scheduler: pip install 'ruvector-latent[dask]'"
     ) from exc
 
-from ._errors import InvalidInputError
-from ._graph import GraphAttention, GraphStructure
-from ._mechanisms import DotProductAttention
-from ._multi_head import MultiHeadAttention
-from ._native import set_num_threads
-from ._temporal import TemporalAttention
+# The public names only: this module uses ruvector as any user of it would.
+from . import (
+    DotProductAttention,
+    GraphAttention,
+    GraphStructure,
+    InvalidInputError,
+    MultiHeadAttention,
+    TemporalAttention,
+    set_num_threads,
+)
 
 __all__ = ["batch", "graph_attention", "halo_rows"]
 
-# The positional arrays each batchable mechanism takes: (required, allowed) counts and the
-# rank of each array including the batch axis.
+# The positional arrays each batchable mechanism's compute_batch takes, and the rank of each
+# (batch axis included). TemporalAttention's timestamps are optional.
 _BATCH_ARGS: dict[type, tuple[str, ...]] = {
     DotProductAttention: ("queries", "keys", "values"),
     MultiHeadAttention: ("queries", "keys", "values"),
@@ -162,7 +166,7 @@ def batch(layer: Any, *arrays: Any, **kwargs: Any) -> da.Array:
             raise InvalidInputError(
                 f"{name} must be a {_BATCH_RANKS[name]}-D array with the batch axis first, got shape {array.shape}"
             )
-        if math.isnan(array.shape[0]) or any(math.isnan(s) for s in array.shape):
+        if any(math.isnan(s) for s in array.shape):
             raise InvalidInputError(f"{name} has unknown chunk sizes: call .compute_chunk_sizes() on it first")
     batch_size = blocks[0].shape[0]
     for array, name in zip(blocks[1:], names[1:], strict=False):
@@ -250,7 +254,7 @@ def _block_plan(b: int, bounds: tuple[int, ...], *pieces: tuple[np.ndarray, np.n
     return ((local, features, len(halo)), *requests)
 
 
-def _halo_rows(x_block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+def _slice_rows(x_block: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x_block[offsets])
 
 
@@ -268,29 +272,42 @@ def _gat_block(layer: Any, plan: Any, x_block: np.ndarray, *halos: np.ndarray) -
 _OUTPUT_HOMES: dict[str, list[str | None]] = {}
 
 
-def _homes(x: da.Array, num_blocks: int) -> list[str | None]:
-    """The worker each row block of x lives on, to run that block's tasks there.
+def _keys(array: da.Array) -> Any:
+    """The chunk keys of a 2-D array: a list per row of chunks."""
+    return array.__dask_keys__()
 
-    A block in a worker's memory (a persisted x) stays where it is; the output of an earlier
-    call stays where that call made it; other blocks are spread in order over the current
-    client's workers. Without a distributed client: no placement.
+
+def _homes(x: da.Array, edges: da.Array) -> tuple[list[str | None], list[str | None]]:
+    """The worker each row block of x lives on, and each chunk of edges: their tasks run there.
+
+    A chunk in a worker's memory (persisted) stays where it is; the output of an earlier call
+    stays where that call made it; other row blocks are spread in order over the current
+    client's workers, and other edge chunks go with the row block of the same position.
+    Without a distributed client: no placement.
     """
+    num_blocks, num_chunks = len(x.chunks[0]), len(edges.chunks[1])
     try:
         from distributed import get_client
 
         client = get_client()
     except (ImportError, ValueError):
-        return [None] * num_blocks
+        return [None] * num_blocks, [None] * num_chunks
     workers = sorted(client.nthreads())
-    if not workers:
-        return [None] * num_blocks
-    earlier = _OUTPUT_HOMES.get(x.name, [None] * num_blocks)
     held = client.who_has()
-    homes: list[str | None] = []
-    for b, key in enumerate(x.__dask_keys__()):
-        holders = held.get(key[0] if isinstance(key, list) else key) or ()
-        homes.append(holders[0] if holders else earlier[b] or workers[b * len(workers) // num_blocks])
-    return homes
+
+    def holder(key: Any) -> str | None:
+        found = held.get(key) or ()
+        return found[0] if found else None
+
+    earlier = _OUTPUT_HOMES.get(x.name, [])
+    if len(earlier) != num_blocks:
+        earlier = [None] * num_blocks
+    spread = [workers[b * len(workers) // num_blocks] if workers else None for b in range(num_blocks)]
+    x_keys = [row[0] for row in _keys(x)]
+    homes = [holder(key) or earlier[b] or spread[b] for b, key in enumerate(x_keys)]
+    edge_keys = _keys(edges)[0]
+    edge_homes = [holder(key) or homes[j * num_blocks // num_chunks] for j, key in enumerate(edge_keys)]
+    return homes, edge_homes
 
 
 def _on(worker: str | None) -> Any:
@@ -387,33 +404,31 @@ def graph_attention(layer: Any, x: Any, edge_index: Any, *, edge_features: Any =
     layer_key = _shared(layer, "ruvector-layer")
     x_blocks, edge_chunks = _chunks(x), _chunks(edges)
     feature_chunks = [None] * len(edge_chunks) if features is None else _chunks(features)
-    home = _homes(x, num_blocks)
-    edge_home = [home[j * num_blocks // len(edge_chunks)] for j in range(len(edge_chunks))]
+    home, edge_home = _homes(x, edges)
 
     split = delayed(_edges_by_block, pure=True, nout=num_blocks)
     plan_task = delayed(_block_plan, pure=True, nout=num_blocks + 1)
-    halo_task = delayed(_halo_rows, pure=True)
+    halo_task = delayed(_slice_rows, pure=True)
     gat_task = delayed(_gat_block, pure=True)
     buckets = []
     for j, (e, f) in enumerate(zip(edge_chunks, feature_chunks, strict=True)):
         with _on(edge_home[j]):
             pieces = split(e, f, bounds)
             buckets.append([pieces[b] for b in range(num_blocks)])
-    requests = []
+    plans = []  # per block: (its local graph, the rows it wants from each block)
     for b in range(num_blocks):
         with _on(home[b]):
-            plan, *wanted = plan_task(b, bounds, *(bucket[b] for bucket in buckets))
-            requests.append((plan, wanted))
+            local_graph, *wanted = plan_task(b, bounds, *(bucket[b] for bucket in buckets))
+            plans.append((local_graph, wanted))
     parts = []
-    for b in range(num_blocks):
-        plan, _ = requests[b]
+    for b, (local_graph, wanted) in enumerate(plans):
         halos = []
         for c in range(num_blocks):
             if c != b:
                 with _on(home[c]):  # sliced where block c lives; only the slice travels
-                    halos.append(halo_task(x_blocks[c], requests[b][1][c]))
+                    halos.append(halo_task(x_blocks[c], wanted[c]))
         with _on(home[b]):
-            out = gat_task(layer_key, plan, x_blocks[b], *halos)
+            out = gat_task(layer_key, local_graph, x_blocks[b], *halos)
         parts.append(da.from_delayed(out, shape=(bounds[b + 1] - bounds[b], out_width), dtype=np.float32))
     result = da.concatenate(parts, axis=0)
     if any(home):

@@ -292,6 +292,7 @@ def test_a_worker_killed_mid_computation_costs_a_recomputation_not_the_result(
         done_before = [f.done() for f in futures]
         psutil.Process(pids[victim]).kill()  # SIGKILL (TerminateProcess on Windows): no clean shutdown
         killed_at = time.perf_counter() - start
+        distributed.wait(futures, timeout=120)  # fail, never hang, if the recomputation stalled
         values, batch_values = client.gather(futures)
         elapsed = time.perf_counter() - start
         pids_after = sorted(client.run(os.getpid).values())
