@@ -31,8 +31,10 @@ try:
     from dask.base import annotate
     from dask.delayed import delayed
 except ImportError as exc:  # pragma: no cover - exercised only without dask
-    raise ImportError(
-        "ruvector.dask needs Dask with its distributed scheduler: pip install 'ruvector-latent[dask]'"
+    # The same class as the cause (ModuleNotFoundError when Dask is absent), with this advice.
+    raise type(exc)(
+        "ruvector.dask needs Dask with its distributed scheduler: pip install 'ruvector-latent[dask]'",
+        name=exc.name,
     ) from exc
 
 # The public names only: this module uses ruvector as any user of it would.
