@@ -18,7 +18,7 @@ FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 RUNNABLE = re.compile(r"^<!-- runnable -->\n```python\n(.*?)^```", re.S | re.M)
 # Pages whose examples need these skip without them. They are imported the way the other tests
 # import them (pytest.importorskip, which keeps their own import-time warnings out of the run).
-OPTIONAL = {"torch": "torch", "torch_geometric": "torch_geometric.nn"}
+OPTIONAL = {"torch": "torch", "torch_geometric": "torch_geometric.nn", "dask": "dask.distributed"}
 
 
 def read(path: pathlib.Path) -> str:
