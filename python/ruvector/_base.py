@@ -257,8 +257,9 @@ class WeightedMechanism(Mechanism):
         With ``prefix``, only the names that start with it are read, with it stripped, so a
         whole model's ``state_dict()`` loads layer by layer:
         ``conv1.set_weights(model.state_dict(), prefix="conv1.")``. After that, an unknown name,
-        a missing required one or a wrong shape raises InvalidInputError naming it, and the
-        layer keeps its old weights."""
+        a missing required one (MultiHeadAttention needs all; GraphAttention takes all or some)
+        or a wrong shape raises InvalidInputError naming it, and the layer keeps its old
+        weights; a prefix that matches no name is refused."""
         if not isinstance(prefix, str):
             raise InvalidInputError(f"prefix must be a str (e.g. 'conv1.'), got {type(prefix).__name__}")
         if prefix:
