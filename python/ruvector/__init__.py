@@ -17,6 +17,7 @@ from ._errors import (
 )
 from ._graph import *  # noqa: F403
 from ._hierarchical import *  # noqa: F403
+from ._io import load
 from ._mechanisms import DotProductAttention
 from ._multi_head import *  # noqa: F403  (each mechanism's module lists its names in __all__)
 from ._native import (
@@ -66,6 +67,7 @@ __all__ = [
     "get_simd_backend",
     "get_version",
     "init",
+    "load",
     "set_num_threads",
     "set_simd_backend",
 ]

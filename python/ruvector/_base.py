@@ -26,11 +26,12 @@ from __future__ import annotations
 import ast
 import inspect
 import operator
+import os
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import _async, _native
+from . import _async, _layer_file, _native
 from ._batch import BatchConfig, BatchRun, Column, ProgressCallback, argument_error
 from ._errors import InvalidInputError
 
@@ -134,10 +135,19 @@ def _batch_methods(cls: type, columns: Sequence[Column], doc: str) -> None:
             setattr(cls, name, _named(namespace[name], cls, name, method_doc))
 
 
+def _defined_in_python(cls: type, name: str) -> bool:
+    """Whether ``cls`` or a Python base between it and Mechanism defines ``name`` (a native
+    method of that name is then not exposed over it)."""
+    return any(name in vars(base) for base in cls.__mro__[: cls.__mro__.index(Mechanism)])
+
+
 class Mechanism:
     """Holds a native mechanism (``_impl``) and exposes it; see the module's docstring."""
 
     _native_class: ClassVar[Any]
+    # The keyword options of the constructor, each also a read-only property of the same name:
+    # what save() writes beside the config and ruvector.load() accepts (ruvector/_io.py).
+    _options: ClassVar[tuple[str, ...]] = ()
     # compute_batch(..., name=value): a keyword array whose item is not 2-D lists its item rank
     # here (e.g. {"query": 1}), so that a per-item form (one more dimension, or a list of such
     # arrays) is told apart from one value shared by all items.
@@ -160,7 +170,7 @@ class Mechanism:
             cls._native_class = native
             cls._delegates = {}
             for name, attr in vars(native).items():
-                if name.startswith("__") or name.startswith("_pybind11") or name in vars(cls):
+                if name.startswith("__") or name.startswith("_pybind11") or _defined_in_python(cls, name):
                     continue
                 if isinstance(attr, property):  # read through _impl at C speed, no Python frame
                     setattr(cls, name, property(operator.attrgetter(f"_impl.{name}"), doc=attr.__doc__))
@@ -195,6 +205,12 @@ class Mechanism:
         native = native_class.__new__(native_class)
         native.__setstate__(state)  # a corrupt state raises InvalidInputError
         self._adopt(native)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this layer to a safetensors file: its weights under their torch/PyG names, its
+        class and constructor arguments in the file's metadata; ``ruvector.load(path)`` reads it
+        back (docs/contract.md §9). Needs the ``safetensors`` package (``ruvector-latent[io]``)."""
+        _layer_file.save(self, path)
 
     def _native_repr(self) -> str:
         try:
@@ -231,4 +247,35 @@ class Mechanism:
         ) -> list[AttentionOutput]: ...
 
 
-__all__ = ["Column", "Mechanism"]
+class WeightedMechanism(Mechanism):
+    """A mechanism with trained parameters: ``set_weights`` takes a whole model's state_dict."""
+
+    def set_weights(self, weights: Mapping[str, Any], *, prefix: str = "") -> None:
+        """Replace parameters from ``{name: array}`` with torch's / PyG's names and shapes (torch
+        tensors or ndarrays; float64 is converted).
+
+        With ``prefix``, only the names that start with it are read, with it stripped, so a
+        whole model's ``state_dict()`` loads layer by layer:
+        ``conv1.set_weights(model.state_dict(), prefix="conv1.")``. After that, an unknown name,
+        a missing required one (MultiHeadAttention needs all; GraphAttention takes all or some)
+        or a wrong shape raises InvalidInputError naming it, and the layer keeps its old
+        weights; a prefix that matches no name is refused."""
+        if not isinstance(prefix, str):
+            raise InvalidInputError(f"prefix must be a str (e.g. 'conv1.'), got {type(prefix).__name__}")
+        if prefix:
+            if not isinstance(weights, Mapping):
+                raise InvalidInputError(
+                    f"weights must be a mapping of name → array (e.g. a state_dict()), got {type(weights).__name__}"
+                )
+            selected = {k[len(prefix) :]: v for k, v in weights.items() if isinstance(k, str) and k.startswith(prefix)}
+            if not selected:
+                heads = sorted({k.split(".", 1)[0] + "." for k in weights if isinstance(k, str) and "." in k})
+                raise InvalidInputError(
+                    f"no weight name starts with prefix {prefix!r}"
+                    + (f"; the names given start with {', '.join(map(repr, heads))}" if heads else "")
+                )
+            weights = selected
+        self._impl.set_weights(weights)
+
+
+__all__ = ["Column", "Mechanism", "WeightedMechanism"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import _native
-from ._base import Column, Mechanism
+from ._base import Column, WeightedMechanism
 from ._native import GraphStructure
 
 if TYPE_CHECKING:  # what the held native object gives (see _mechanisms.py)
@@ -15,7 +15,7 @@ else:
 
 
 class GraphAttention(
-    Mechanism,
+    WeightedMechanism,
     _GraphAttention,
     native=_native.GraphAttention,
     columns=(
@@ -34,6 +34,8 @@ class GraphAttention(
     ``[E, 2]`` over the N nodes. Values ``[N, H·C]`` (concat) or ``[N, C]``; weights ``[E', H]``
     for the edges in ``metadata["edges"]``.
     """
+
+    _options = ("in_features", "concat", "negative_slope", "add_self_loops", "edge_dim", "variant")  # save/load
 
 
 __all__ = ["GraphAttention", "GraphStructure"]

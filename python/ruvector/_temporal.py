@@ -28,5 +28,7 @@ class TemporalAttention(
     i always attends to itself. Without timestamps ``tᵢ = i``.
     """
 
+    _options = ("causal", "decay_rate", "half_life", "window")  # save/load (ruvector/_io.py)
+
 
 __all__ = ["TemporalAttention"]
