@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 try:
+    import dask
     import dask.array as da
     from dask.base import annotate
     from dask.delayed import delayed
@@ -318,12 +319,29 @@ def _on(worker: str | None) -> Any:
     Left to itself, Dask weighs load against transfers, and it places a group of many tasks
     with few inputs (as the slicing tasks are when there are few blocks) as if they read no
     data, so a block's tasks may run away from its rows and fetch the whole block. Dask drops
-    these annotations when it fuses the graph (dask.array's default optimisation): compute with
-    ``dask.config.set({"optimization.fuse.active": False})`` to keep them (docs: scale-out guide).
+    these annotations when it fuses the graph (dask.array's default optimisation), which the
+    returned :class:`PlacedArray` turns off for its own compute and persist.
     """
     if worker is None:
         return contextlib.nullcontext()
     return annotate(workers=[worker], allow_other_workers=True)
+
+
+def _optimize_keeping_placement(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """dask.array's graph optimisation without its low-level fusion, which would drop the
+    placement annotations of :func:`_on`."""
+    with dask.config.set({"optimization.fuse.active": False}):
+        return da.optimization.optimize(dsk, keys, **kwargs)
+
+
+class PlacedArray(da.Array):
+    """The array :func:`graph_attention` returns: a ``dask.array.Array`` whose ``compute`` and
+    ``persist`` keep each row block's tasks beside its rows (dask.array's default optimisation
+    fuses the graph and drops those annotations). An array derived from it by further dask.array
+    operations is a plain Array again: compute those with
+    ``dask.config.set({"optimization.fuse.active": False})`` to keep the placement."""
+
+    __dask_optimize__ = staticmethod(_optimize_keeping_placement)
 
 
 def _default_num_blocks() -> int:
@@ -433,6 +451,7 @@ def graph_attention(layer: Any, x: Any, edge_index: Any, *, edge_features: Any =
             out = gat_task(layer_key, local_graph, x_blocks[b], *halos)
         parts.append(da.from_delayed(out, shape=(bounds[b + 1] - bounds[b], out_width), dtype=np.float32))
     result = da.concatenate(parts, axis=0)
+    result = PlacedArray(result.dask, result.name, result.chunks, meta=result._meta)
     if any(home):
         while len(_OUTPUT_HOMES) >= 64:
             del _OUTPUT_HOMES[next(iter(_OUTPUT_HOMES))]

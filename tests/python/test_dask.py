@@ -192,9 +192,14 @@ def test_blocks_are_computed_where_their_rows_live(client: Any) -> None:
     # each block's layer task is pinned (loosely) to the worker holding the block, in both layers
     assert sorted(annotated(hidden)) == sorted(holders)
     assert sorted(annotated(out)) == sorted(holders * 2)  # out's graph holds both layers
-    with dask.config.set({"optimization.fuse.active": False}):  # keeps the annotations
-        placed = client.persist(hidden)
-        distributed.wait(placed)
+    # the returned array's own optimisation keeps them (the default one fuses them away)
+    assert isinstance(hidden, rd.PlacedArray)
+    optimised = hidden.__dask_optimize__(hidden.__dask_graph__(), hidden.__dask_keys__())
+    assert sorted(
+        optimised.layers[n].annotations["workers"][0] for n in optimised.layers if n.startswith("_gat_block")
+    ) == sorted(holders)
+    placed = client.persist(hidden)
+    distributed.wait(placed)
     who = client.who_has(placed)
     assert [who[k[0]][0] for k in placed.__dask_keys__()] == holders
     graph = rv.GraphStructure.from_edge_index(edges, num_nodes)
