@@ -39,8 +39,7 @@ py::object to_key_padding(py::handle obj) {
                             1, a.ndim());
   const char kind = a.dtype().kind();
   if (kind == 'f')
-    throw InvalidInput(std::string(name) +
-                       " must be boolean (True = ignore that key, torch's convention), got dtype " +
+    throw InvalidInput(std::string(name) + " must be boolean (True = ignore that key, torch's convention), got dtype " +
                        std::string(py::str(a.dtype())) +
                        "; for a float padding mask (added to the scores) add it to every row of an additive mask "
                        "[Lq, Lk] instead");
@@ -119,11 +118,10 @@ void register_multi_head(py::module_& m) {
   py::class_<MultiHeadAttention> cls(m, "MultiHeadAttention",
                                      "torch.nn.MultiheadAttention's layer: in-projections, per-head fused "
                                      "attention, out-projection; weights under torch's state_dict names.");
-  cls.def(py::init(
-              [](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
-                 std::optional<Index> vdim, bool add_bias_kv, bool add_zero_attn) {
-                return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim, add_bias_kv, add_zero_attn);
-              }),
+  cls.def(py::init([](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
+                      std::optional<Index> vdim, bool add_bias_kv, bool add_zero_attn) {
+            return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim, add_bias_kv, add_zero_attn);
+          }),
           py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
           py::arg("kdim") = py::none(), py::arg("vdim") = py::none(), py::arg("add_bias_kv") = false,
           py::arg("add_zero_attn") = false)
@@ -156,8 +154,7 @@ void register_multi_head(py::module_& m) {
           },
           [](const py::object& state) {
             // 7 entries; pickles made before add_bias_kv / add_zero_attn existed have the first 5
-            const std::size_t size =
-                py::isinstance<py::tuple>(state) && py::len(state) == 5 ? 5 : 7;
+            const std::size_t size = py::isinstance<py::tuple>(state) && py::len(state) == 5 ? 5 : 7;
             return from_pickle_state("MultiHeadAttention", state, size, [size](const py::tuple& t) {
               const bool bias_kv = size == 7 && t[5].cast<bool>(), zero_attn = size == 7 && t[6].cast<bool>();
               MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
@@ -167,8 +164,8 @@ void register_multi_head(py::module_& m) {
             });
           }));
   def_calls(cls, &convert, nullptr, py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(),
-            py::arg("mask") = py::none(), py::arg("key_padding_mask") = py::none(), py::arg("causal") = false, py::arg("need_weights") = true,
-            py::arg("average_weights") = true, py::arg("training") = false);
+            py::arg("mask") = py::none(), py::arg("key_padding_mask") = py::none(), py::arg("causal") = false,
+            py::arg("need_weights") = true, py::arg("average_weights") = true, py::arg("training") = false);
 }
 
 }  // namespace ruvector::bindings

@@ -23,9 +23,9 @@ namespace ruvector {
 // Biases are [1, n] rows, empty without use_bias.
 struct MultiHeadAttention::Weights {
   RowMatrixXf in_proj, q_proj, k_proj, v_proj;
-  RowMatrixXf in_bias;   // [1, 3E]
-  RowMatrixXf out_proj;  // [E, E]
-  RowMatrixXf out_bias;  // [1, E]
+  RowMatrixXf in_bias;         // [1, 3E]
+  RowMatrixXf out_proj;        // [E, E]
+  RowMatrixXf out_bias;        // [1, E]
   RowMatrixXf bias_k, bias_v;  // [1, E] each (add_bias_kv), else empty
 
   // Projection i (0 = q, 1 = k, 2 = v) as a torch Linear weight [E, in] with row stride ld.
@@ -171,7 +171,7 @@ simd::FlashMask call_mask(const MultiHeadOptions& opt, Index lq, Index lk, Index
   const bool added = s > lk;
   if (!padding && (!added || (user.kind == AttentionMask::Kind::None && !opt.causal)))
     return detail::flash_mask(user, opt.causal && !added);  // nothing to combine
-  const bool write_causal = opt.causal && added;  // causal would hide the added keys from early rows
+  const bool write_causal = opt.causal && added;            // causal would hide the added keys from early rows
   simd::FlashMask m;
   m.causal = opt.causal && !write_causal;
   if (user.kind == AttentionMask::Kind::None && !write_causal) {  // key padding alone: one row
@@ -397,8 +397,9 @@ void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const 
     throw InvalidInput("key_padding_mask needs its data pointer (got a null one with size " +
                        std::to_string(padding.size) + "): make it with KeyPaddingMask::from_bool");
   if (padding.ignore != nullptr && padding.size != lk)
-    throw DimensionMismatch("key_padding_mask has " + std::to_string(padding.size) + " entries, expected one per key (Lk = " +
-                                std::to_string(lk) + "; True = ignore that key)",
+    throw DimensionMismatch("key_padding_mask has " + std::to_string(padding.size) +
+                                " entries, expected one per key (Lk = " + std::to_string(lk) +
+                                "; True = ignore that key)",
                             lk, padding.size);
   const char* hint = "use shorter sequences";
   memory::checked_elements(std::max(lq, lk + added_keys()), 3 * embed_dim_, "the projected query, key and value", hint);

@@ -94,7 +94,12 @@ class MultiHeadAttention(
             raise InvalidConfigError(f"{kind}._qkv_same_embed_dim does not match its kdim/vdim")
         heads = int(module.num_heads)
         layer = cls(
-            {"num_heads": heads, "head_dim": module.embed_dim // heads, "dropout": float(module.dropout), "use_bias": bias},
+            {
+                "num_heads": heads,
+                "head_dim": module.embed_dim // heads,
+                "dropout": float(module.dropout),
+                "use_bias": bias,
+            },
             embed_dim=module.embed_dim,
             kdim=module.kdim,
             vdim=module.vdim,

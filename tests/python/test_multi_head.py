@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -277,8 +278,11 @@ def torch_layer(torch, heads, e, kdim=None, vdim=None, *, bias=True, seed=0):
     return m
 
 
-def torch_forward(torch, m, q, k, v, *, mask=None, causal=False, need_weights=True, average_weights=True):
-    """torch's module with this library's mask turned into torch's (True = blocked)."""
+def torch_forward(
+    torch, m, q, k, v, *, mask=None, causal=False, key_padding_mask=None, need_weights=True, average_weights=True
+):
+    """torch's module with this library's mask turned into torch's (True = blocked; causal as the
+    mask torch requires with is_causal); key_padding_mask [Lk] is torch's already."""
     lq, lk = q.shape[0], k.shape[0]
     attn_mask = None
     if mask is not None and mask.dtype != bool:
@@ -287,10 +291,12 @@ def torch_forward(torch, m, q, k, v, *, mask=None, causal=False, need_weights=Tr
             attn_mask[~np.tri(lq, lk, dtype=bool)] = -np.inf
     elif mask is not None or causal:
         attn_mask = ~allowed_pairs(lq, lk, mask, causal)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates a bool key_padding_mask with a float attn_mask
         out, weights = m(
             *(torch.from_numpy(np.ascontiguousarray(x))[None] for x in (q, k, v)),
             attn_mask=None if attn_mask is None else torch.from_numpy(attn_mask),
+            key_padding_mask=None if key_padding_mask is None else torch.from_numpy(key_padding_mask)[None],
             need_weights=need_weights,
             average_attn_weights=average_weights,
         )

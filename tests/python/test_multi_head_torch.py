@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 from conftest import randn
+from test_multi_head import torch_forward
 
 import ruvector as rv
 
@@ -24,7 +24,13 @@ def module(heads, e, kdim=None, vdim=None, *, bias=True, add_bias_kv=False, add_
     """An eval-mode torch module with random weights (biases, bias_k and bias_v too)."""
     torch.manual_seed(seed)
     m = torch.nn.MultiheadAttention(
-        e, heads, bias=bias, kdim=kdim, vdim=vdim, add_bias_kv=add_bias_kv, add_zero_attn=add_zero_attn,
+        e,
+        heads,
+        bias=bias,
+        kdim=kdim,
+        vdim=vdim,
+        add_bias_kv=add_bias_kv,
+        add_zero_attn=add_zero_attn,
         batch_first=True,
     ).eval()
     with torch.no_grad():
@@ -45,26 +51,8 @@ def allowed(lq, lk, added, mask, causal, key_padding_mask):
     return ok
 
 
-def torch_call(m, q, k, v, *, mask=None, causal=False, key_padding_mask=None, **kwargs):
-    """m(q, k, v) with this library's mask turned into torch's (True = blocked; causal as the
-    mask torch requires with is_causal)."""
-    lq, lk = q.shape[0], k.shape[0]
-    attn_mask = None
-    if mask is not None and mask.dtype != bool:
-        attn_mask = mask.copy()
-        if causal:
-            attn_mask[~np.tri(lq, lk, dtype=bool)] = -np.inf
-    elif mask is not None or causal:
-        attn_mask = ~allowed(lq, lk, 0, mask, causal, None)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch deprecates a bool key_padding_mask with a float attn_mask
-        out, w = m(
-            *(torch.from_numpy(np.ascontiguousarray(x))[None] for x in (q, k, v)),
-            attn_mask=None if attn_mask is None else torch.from_numpy(attn_mask),
-            key_padding_mask=None if key_padding_mask is None else torch.from_numpy(key_padding_mask)[None],
-            **kwargs,
-        )
-    return out[0].numpy(), None if w is None else w[0].numpy()
+def torch_call(m, q, k, v, **kwargs):
+    return torch_forward(torch, m, q, k, v, **kwargs)
 
 
 def check(ours, theirs, rows):
@@ -98,14 +86,16 @@ def test_every_combination_matches_torch(backend, rng, heads, e, kdim, vdim, lq,
     float_mask[rng.random((lq, lk)) < 0.2] = -np.inf
     padding = rng.random(lk) < 0.3
     self_attention = kdim is None and vdim is None and lq == lk
-    for mask, causal, key_padding_mask in itertools.product((None, bool_mask, float_mask), (False, True), (None, padding)):
+    for mask, causal, key_padding_mask in itertools.product(
+        (None, bool_mask, float_mask), (False, True), (None, padding)
+    ):
         rows = allowed(lq, lk, added, mask, causal, key_padding_mask).any(axis=1)
         operands = [(q, k, v)] + ([(q, q, q)] if self_attention else [])
         for (qq, kk, vv), need_weights, average in itertools.product(operands, (True, False), (True, False)):
             if not need_weights and not average:
                 continue
             kw = {"mask": mask, "causal": causal, "key_padding_mask": key_padding_mask}
-            ref_v, ref_w = torch_call(m, qq, kk, vv, **kw, need_weights=need_weights, average_attn_weights=average)
+            ref_v, ref_w = torch_call(m, qq, kk, vv, **kw, need_weights=need_weights, average_weights=average)
             out = layer.compute(qq, kk, vv, **kw, need_weights=need_weights, average_weights=average)
             check(out.values, ref_v, rows)
             np.testing.assert_array_equal(out.values[~rows], 0.0)
@@ -187,7 +177,7 @@ def test_key_padding_mask_errors(rng):
         layer.compute(x, x, x, key_padding_mask=np.zeros(4, bool))
     with pytest.raises(rv.DimensionMismatchError, match="1-D"):
         layer.compute(x, x, x, key_padding_mask=np.zeros((1, 3), bool))
-    with pytest.raises(rv.InvalidInputError, match="boolean.*float padding mask"):
+    with pytest.raises(rv.InvalidInputError, match=r"boolean.*float padding mask"):
         layer.compute(x, x, x, key_padding_mask=np.zeros(3, np.float32))
     with pytest.raises(rv.InvalidInputError, match="astype"):
         layer.compute(x, x, x, key_padding_mask=np.zeros(3, np.int64))
@@ -212,13 +202,19 @@ def test_key_padding_mask_in_batches(rng):
                 np.testing.assert_array_equal(out.weights, ref.weights)
     shared = layer.compute_batch(qs, kvs, kvs, key_padding_mask=paddings[0])  # one [Lk] for all
     for i, out in enumerate(shared):
-        np.testing.assert_array_equal(out.values, layer.compute(qs[i], kvs[i], kvs[i], key_padding_mask=paddings[0]).values)
-    ragged = layer.compute_batch([qs[0], qs[1]], [kvs[0], kvs[1][:4]], [kvs[0], kvs[1][:4]], key_padding_mask=[paddings[0], None])
+        np.testing.assert_array_equal(
+            out.values, layer.compute(qs[i], kvs[i], kvs[i], key_padding_mask=paddings[0]).values
+        )
+    ragged = layer.compute_batch(
+        [qs[0], qs[1]], [kvs[0], kvs[1][:4]], [kvs[0], kvs[1][:4]], key_padding_mask=[paddings[0], None]
+    )
     np.testing.assert_array_equal(ragged[1].values, layer.compute(qs[1], kvs[1][:4], kvs[1][:4]).values)
     with pytest.raises(rv.InvalidInputError, match="2 entries for 3 items"):
         layer.compute_batch(qs, kvs, kvs, key_padding_mask=paddings[:2])
     with pytest.raises(rv.DimensionMismatchError, match="item 1"):
-        layer.compute_batch(list(qs), list(kvs), list(kvs), key_padding_mask=[paddings[0], paddings[1][:3], paddings[2]])
+        layer.compute_batch(
+            list(qs), list(kvs), list(kvs), key_padding_mask=[paddings[0], paddings[1][:3], paddings[2]]
+        )
 
 
 def test_async_forms_take_key_padding_mask(rng):

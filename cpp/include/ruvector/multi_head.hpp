@@ -40,12 +40,12 @@ struct KeyPaddingMask {
 };
 
 struct MultiHeadOptions {
-  AttentionMask mask;           // [Lq, Lk], shared by every head (Lk: the keys given)
-  bool causal = false;          // keep j <= i, top-left aligned (torch's is_causal); the
-                                // bias_k / zero columns stay allowed, as in torch's padded mask
-  bool need_weights = true;     // false: every head streams, no Lq×Lk matrix
-  bool average_weights = true;  // weights [Lq, Lk] (mean over heads) or [H, Lq, Lk]
-  bool training = false;        // dropout acts only then
+  AttentionMask mask;               // [Lq, Lk], shared by every head (Lk: the keys given)
+  bool causal = false;              // keep j <= i, top-left aligned (torch's is_causal); the
+                                    // bias_k / zero columns stay allowed, as in torch's padded mask
+  bool need_weights = true;         // false: every head streams, no Lq×Lk matrix
+  bool average_weights = true;      // weights [Lq, Lk] (mean over heads) or [H, Lq, Lk]
+  bool training = false;            // dropout acts only then
   KeyPaddingMask key_padding_mask;  // [Lk], combined with mask and causal (all must allow)
 };
 
