@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -835,3 +837,20 @@ def test_identity_detected_from_set_weights_and_lost_with_other_weights(rng):
     biased = dict(identity, **{"out_proj.bias": np.full(e, 0.5, np.float32)})
     mha.set_weights(biased)
     np.testing.assert_allclose(mha.compute(q, k, v).values, expected + 0.5, rtol=1e-6, atol=1e-6)
+
+
+def test_ruvector_imports_and_serves_without_torch():
+    """torch is imported only inside from_torch: with torch unimportable, ruvector imports and
+    computes, and from_torch says what it needs."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, ruvector as rv\n"
+        "x = np.ones((3, 8), np.float32)\n"
+        "rv.MultiHeadAttention({'num_heads': 2}, embed_dim=8).compute(x, x, x, key_padding_mask=np.zeros(3, bool))\n"
+        "try:\n    rv.MultiHeadAttention.from_torch(object())\n"
+        "except rv.InvalidConfigError as e:\n    print(e)\n"
+        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m] is not None)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "needs torch" in run.stdout
