@@ -1,4 +1,5 @@
-"""Rows of bench/compare.py for MultiHeadAttention (issue 4): ruvector vs torch.nn.MultiheadAttention.
+"""Rows of bench/compare.py for MultiHeadAttention: ruvector vs torch.nn.MultiheadAttention, and
+torch-tensor input vs NumPy input on the same layer.
 
 Same weights (copied from torch's state_dict), same inputs, eval mode under no_grad, the two
 run alternately; torch uses as many threads as ruvector's pool. Self-attention (query is key is
@@ -80,7 +81,34 @@ def run(quick: bool = False) -> list[Row]:
                     limit,
                 )
             )
+    if torch is not None:
+        rows.append(_tensor_input_row(torch, mha, x, memory, blocks))
     return rows
+
+
+def _tensor_input_row(torch, mha, x, memory, blocks: int) -> Row:
+    """torch tensors in vs NumPy arrays in: the same layer on the same memory. Tensors are read
+    through DLPack in place (no copy), so the two should take the same time."""
+    tx, tm = torch.from_numpy(x), torch.from_numpy(memory)
+    np.testing.assert_array_equal(
+        mha.compute(tx, tm, tm, need_weights=False).values, mha.compute(x, memory, memory, need_weights=False).values
+    )
+    t = time_blocks(
+        {
+            "tensor": lambda: mha.compute(tx, tm, tm, need_weights=False),
+            "numpy": lambda: mha.compute(x, memory, memory, need_weights=False),
+        },
+        blocks=blocks,
+    )
+    length, e = x.shape
+    return Row.timed(
+        "multi_head",
+        f"E={e} L={length} cross-attn, no weights: torch-tensor input (torch.from_numpy)",
+        t["tensor"],
+        "ruvector, same layer and data, NumPy input",
+        t["numpy"],
+        {"note": "tensors read through DLPack without a copy"},
+    )
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ bool is_plain_float32(py::handle obj) {
   return (a.flags() & py::array::c_style) && (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
 }
 
+}  // namespace
+
 // Any array-like as a NumPy array, without a copy where NumPy can view it. ndarrays, buffer
 // and __array_interface__ objects go to numpy.asarray; __dlpack__ producers (torch tensors,
 // JAX/CuPy arrays, ...) are checked to be on the CPU and viewed with numpy.from_dlpack. A torch
@@ -77,8 +79,6 @@ py::array as_numpy(py::handle obj, const char* name, const char* shape_hint) {
                        " (ragged nested lists?): " + e.what());
   }
 }
-
-}  // namespace
 
 template <class T>
 py::array_t<T> contiguous_as(const py::array& a, const char* name, const char* dtype_name, const char* shape_hint) {

@@ -95,6 +95,10 @@ std::string type_name(py::handle obj);
 py::module_& numpy();
 // "(3, 4)": an array's shape as NumPy prints it, for error messages.
 std::string shape_of(const py::array& a);
+// Any array-like as a NumPy array, without a copy where NumPy can view it (ndarrays, buffers,
+// __array_interface__, CPU __dlpack__ producers; a tensor on another device raises
+// InvalidInput naming `name`). Dtype and rank are the caller's to check.
+py::array as_numpy(py::handle obj, const char* name, const char* shape_hint);
 // None, str, bytes, dict or a complex scalar: never an array argument.
 bool is_non_array(py::handle obj);
 // `a` as a C-contiguous array of T (a view when it already is one). When NumPy cannot make the

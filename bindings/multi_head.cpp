@@ -15,6 +15,7 @@ namespace {
 struct MultiHeadCall {
   FloatArray q, k, v;
   MaskArray mask;
+  py::object key_padding;  // None, or a bool array [Lk] that keeps key_padding_mask's flags alive
   MultiHeadOptions options;
 
   void validate(const MultiHeadAttention& a) const { a.validate(q.matrix(), k.matrix(), v.matrix(), options); }
@@ -23,11 +24,44 @@ struct MultiHeadCall {
   }
 };
 
-MultiHeadCall convert(py::handle query, py::handle key, py::handle value, py::handle mask, bool causal,
-                      bool need_weights, bool average_weights, bool training) {
-  MultiHeadCall c{to_matrix(query, "query", "[Lq, embed_dim]"), to_matrix(key, "key", "[Lk, kdim]"),
-                  to_matrix(value, "value", "[Lk, vdim]"), to_mask(mask, "mask"), {}};
-  c.options = MultiHeadOptions{c.mask.mask, causal, need_weights, average_weights, training};
+// torch's key_padding_mask: None or boolean [Lk], True = ignore that key.
+py::object to_key_padding(py::handle obj) {
+  const char* name = "key_padding_mask";
+  if (obj.is_none()) return py::none();
+  if (is_non_array(obj))
+    throw InvalidInput(std::string(name) + " must be a boolean array [Lk] (True = ignore that key), got " +
+                       type_name(obj));
+  py::array a = as_numpy(obj, name, "[Lk]");
+  if (a.ndim() != 1)
+    throw DimensionMismatch(std::string(name) + " must be 1-D [Lk] (one flag per key, True = ignore it), got a " +
+                                std::to_string(a.ndim()) + "-D array of shape " + shape_of(a) +
+                                (a.ndim() == 2 ? "; in compute_batch give one [Lk] per item" : ""),
+                            1, a.ndim());
+  const char kind = a.dtype().kind();
+  if (kind == 'f')
+    throw InvalidInput(std::string(name) + " must be boolean (True = ignore that key, torch's convention), got dtype " +
+                       std::string(py::str(a.dtype())) +
+                       "; for a float padding mask (added to the scores) add it to every row of an additive mask "
+                       "[Lq, Lk] instead");
+  if (kind != 'b')
+    throw InvalidInput(std::string(name) + " must be boolean (True = ignore that key), got dtype " +
+                       std::string(py::str(a.dtype())) + "; use key_padding_mask.astype(bool) for a 0/1 mask");
+  return contiguous_as<bool>(a, name, "bool", "[Lk]");
+}
+
+MultiHeadCall convert(py::handle query, py::handle key, py::handle value, py::handle mask, py::handle key_padding_mask,
+                      bool causal, bool need_weights, bool average_weights, bool training) {
+  MultiHeadCall c{to_matrix(query, "query", "[Lq, embed_dim]"),
+                  to_matrix(key, "key", "[Lk, kdim]"),
+                  to_matrix(value, "value", "[Lk, vdim]"),
+                  to_mask(mask, "mask"),
+                  to_key_padding(key_padding_mask),
+                  {}};
+  c.options = MultiHeadOptions{c.mask.mask, causal, need_weights, average_weights, training, {}};
+  if (!c.key_padding.is_none()) {
+    const auto flags = py::reinterpret_borrow<py::array>(c.key_padding);
+    c.options.key_padding_mask = {static_cast<const std::uint8_t*>(flags.data()), flags.shape(0)};
+  }
   return c;
 }
 
@@ -84,17 +118,21 @@ void register_multi_head(py::module_& m) {
   py::class_<MultiHeadAttention> cls(m, "MultiHeadAttention",
                                      "torch.nn.MultiheadAttention's layer: in-projections, per-head fused "
                                      "attention, out-projection; weights under torch's state_dict names.");
-  cls.def(py::init(
-              [](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
-                 std::optional<Index> vdim) { return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim); }),
+  cls.def(py::init([](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
+                      std::optional<Index> vdim, bool add_bias_kv, bool add_zero_attn) {
+            return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim, add_bias_kv, add_zero_attn);
+          }),
           py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
-          py::arg("kdim") = py::none(), py::arg("vdim") = py::none())
+          py::arg("kdim") = py::none(), py::arg("vdim") = py::none(), py::arg("add_bias_kv") = false,
+          py::arg("add_zero_attn") = false)
       .def_property_readonly("config", &MultiHeadAttention::config)
       .def_property_readonly("embed_dim", &MultiHeadAttention::embed_dim)
       .def_property_readonly("kdim", &MultiHeadAttention::kdim)
       .def_property_readonly("vdim", &MultiHeadAttention::vdim)
       .def_property_readonly("num_heads", &MultiHeadAttention::num_heads)
       .def_property_readonly("head_dim", &MultiHeadAttention::head_dim)
+      .def_property_readonly("add_bias_kv", &MultiHeadAttention::add_bias_kv)
+      .def_property_readonly("add_zero_attn", &MultiHeadAttention::add_zero_attn)
       .def("get_weights", &get_weights, "A copy of the weights: {torch state_dict name: float32 ndarray}.")
       .def(
           "set_weights", [](MultiHeadAttention& a, py::handle weights) { a.set_weights(to_state_dict(a, weights)); },
@@ -106,23 +144,28 @@ void register_multi_head(py::module_& m) {
              return "MultiHeadAttention(embed_dim=" + std::to_string(a.embed_dim()) +
                     ", num_heads=" + std::to_string(a.num_heads()) + ", kdim=" + std::to_string(a.kdim()) +
                     ", vdim=" + std::to_string(a.vdim()) + ", use_bias=" + (a.config().use_bias ? "True" : "False") +
-                    ")";
+                    ", add_bias_kv=" + (a.add_bias_kv() ? "True" : "False") +
+                    ", add_zero_attn=" + (a.add_zero_attn() ? "True" : "False") + ")";
            })
       .def(py::pickle(
           [](const MultiHeadAttention& a) {
-            return py::make_tuple(py::cast(a.config()), a.embed_dim(), a.kdim(), a.vdim(), get_weights(a));
+            return py::make_tuple(py::cast(a.config()), a.embed_dim(), a.kdim(), a.vdim(), get_weights(a),
+                                  a.add_bias_kv(), a.add_zero_attn());
           },
           [](const py::object& state) {
-            return from_pickle_state("MultiHeadAttention", state, 5, [](const py::tuple& t) {
+            // 7 entries; pickles made before add_bias_kv / add_zero_attn existed have the first 5
+            const std::size_t size = py::isinstance<py::tuple>(state) && py::len(state) == 5 ? 5 : 7;
+            return from_pickle_state("MultiHeadAttention", state, size, [size](const py::tuple& t) {
+              const bool bias_kv = size == 7 && t[5].cast<bool>(), zero_attn = size == 7 && t[6].cast<bool>();
               MultiHeadAttention a(t[0].cast<AttentionConfig>(), t[1].cast<Index>(), t[2].cast<Index>(),
-                                   t[3].cast<Index>());
+                                   t[3].cast<Index>(), bias_kv, zero_attn);
               a.set_weights(to_state_dict(a, t[4]));
               return a;
             });
           }));
   def_calls(cls, &convert, nullptr, py::arg("query"), py::arg("key"), py::arg("value"), py::kw_only(),
-            py::arg("mask") = py::none(), py::arg("causal") = false, py::arg("need_weights") = true,
-            py::arg("average_weights") = true, py::arg("training") = false);
+            py::arg("mask") = py::none(), py::arg("key_padding_mask") = py::none(), py::arg("causal") = false,
+            py::arg("need_weights") = true, py::arg("average_weights") = true, py::arg("training") = false);
 }
 
 }  // namespace ruvector::bindings

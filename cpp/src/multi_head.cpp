@@ -23,9 +23,10 @@ namespace ruvector {
 // Biases are [1, n] rows, empty without use_bias.
 struct MultiHeadAttention::Weights {
   RowMatrixXf in_proj, q_proj, k_proj, v_proj;
-  RowMatrixXf in_bias;   // [1, 3E]
-  RowMatrixXf out_proj;  // [E, E]
-  RowMatrixXf out_bias;  // [1, E]
+  RowMatrixXf in_bias;         // [1, 3E]
+  RowMatrixXf out_proj;        // [E, E]
+  RowMatrixXf out_bias;        // [1, E]
+  RowMatrixXf bias_k, bias_v;  // [1, E] each (add_bias_kv), else empty
 
   // Projection i (0 = q, 1 = k, 2 = v) as a torch Linear weight [E, in] with row stride ld.
   const float* proj(int i, Index embed_dim) const {
@@ -63,7 +64,7 @@ struct MultiHeadAttention::Weights {
     identity[3] = is_eye(out_proj.data(), embed_dim, static_cast<std::size_t>(embed_dim)) &&
                   is_zero(out_bias.size() ? out_bias.data() : nullptr, embed_dim);
     finite = true;
-    for (const RowMatrixXf* m : {&in_proj, &q_proj, &k_proj, &v_proj, &in_bias, &out_proj, &out_bias})
+    for (const RowMatrixXf* m : {&in_proj, &q_proj, &k_proj, &v_proj, &in_bias, &out_proj, &out_bias, &bias_k, &bias_v})
       finite = finite && std::all_of(m->data(), m->data() + m->size(), [](float x) { return std::isfinite(x); });
   }
 
@@ -73,7 +74,8 @@ struct MultiHeadAttention::Weights {
         {"in_proj_weight", &Weights::in_proj}, {"q_proj_weight", &Weights::q_proj},
         {"k_proj_weight", &Weights::k_proj},   {"v_proj_weight", &Weights::v_proj},
         {"in_proj_bias", &Weights::in_bias},   {"out_proj.weight", &Weights::out_proj},
-        {"out_proj.bias", &Weights::out_bias}};
+        {"out_proj.bias", &Weights::out_bias}, {"bias_k", &Weights::bias_k},
+        {"bias_v", &Weights::bias_v}};
     for (const auto& [n, m] : table)
       if (name == n) return m;
     return nullptr;
@@ -87,33 +89,12 @@ constexpr const char* kInProjBias = "in_proj_bias";
 constexpr const char* kOutProjWeight = "out_proj.weight";
 constexpr const char* kOutProjBias = "out_proj.bias";
 constexpr const char* kSeparate[3] = {"q_proj_weight", "k_proj_weight", "v_proj_weight"};
+constexpr const char* kBiasK = "bias_k";
+constexpr const char* kBiasV = "bias_v";
 
 // Identity with ones on the main diagonal of a rectangular matrix (numpy.eye(rows, cols)).
 RowMatrixXf eye(Index rows, Index cols) {
   return RowMatrixXf::Identity(rows, cols);
-}
-
-// Rows with nothing to attend to (every key masked). The mask is shared by all heads, so such
-// a row is dead in every head; its values are zeros, as for DotProductAttention.
-std::vector<std::uint8_t> dead_rows(const MultiHeadOptions& opt, Index lq, Index lk) {
-  std::vector<std::uint8_t> dead;
-  if (lk == 0) return std::vector<std::uint8_t>(static_cast<std::size_t>(lq), 1);
-  if (opt.mask.kind == AttentionMask::Kind::None) return dead;  // causal always keeps key 0
-  dead.assign(static_cast<std::size_t>(lq), 0);
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  for (Index i = 0; i < lq; ++i) {
-    const Index end = opt.causal ? std::min(lk, i + 1) : lk;
-    bool any = false;
-    if (opt.mask.kind == AttentionMask::Kind::Boolean) {
-      const std::uint8_t* row = opt.mask.boolean + i * opt.mask.stride;
-      for (Index j = 0; j < end && !any; ++j) any = row[j] != 0;
-    } else {
-      const float* row = opt.mask.additive + i * opt.mask.stride;
-      for (Index j = 0; j < end && !any; ++j) any = row[j] != neg_inf;
-    }
-    dead[static_cast<std::size_t>(i)] = any ? 0 : 1;
-  }
-  return dead;
 }
 
 // C[m, n] = A[m, k]·Wᵀ + bias, W a torch Linear weight [n, k] with row stride ldw (all finite
@@ -160,11 +141,86 @@ bool all_finite(const MatrixRef& x) {
   return true;
 }
 
+// Rows with nothing to attend to (every key masked) under the kernel's mask group `m` over
+// [lq, lk] (its rows may repeat one: ld 0). The masks are shared by all heads, so such a row
+// is dead in every head; its values are zeros, as for DotProductAttention.
+std::vector<std::uint8_t> dead_rows(const simd::FlashMask& m, Index lq, Index lk) {
+  std::vector<std::uint8_t> dead;
+  if (lk == 0) return std::vector<std::uint8_t>(static_cast<std::size_t>(lq), 1);
+  if (!m.boolean && !m.additive) return dead;  // causal always keeps key 0
+  dead.assign(static_cast<std::size_t>(lq), 0);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (Index i = 0; i < lq; ++i) {
+    const std::size_t end = sz(m.causal ? std::min(lk, i + 1) : lk), row = sz(i) * m.ld;
+    bool any = false;
+    for (std::size_t j = 0; j < end && !any; ++j)
+      any = (!m.boolean || m.boolean[row + j] != 0) && (!m.additive || m.additive[row + j] != neg_inf);
+    dead[static_cast<std::size_t>(i)] = any ? 0 : 1;
+  }
+  return dead;
+}
+
+// The kernel's mask group for a call over s = lk + added keys: the caller's mask, causal and
+// key padding as one, the added columns allowed (torch pads its masks with "allowed"). Without
+// added keys the mask and causal flag pass as they are and a key padding mask alone is one
+// shared row (ld 0); any other combination is written out [lq, s] into `bools` or `adds`.
+simd::FlashMask call_mask(const MultiHeadOptions& opt, Index lq, Index lk, Index s, std::vector<std::uint8_t>& bools,
+                          std::vector<float>& adds) {
+  const AttentionMask& user = opt.mask;
+  const std::uint8_t* padding = opt.key_padding_mask.ignore;
+  const bool added = s > lk;
+  if (!padding && (!added || (user.kind == AttentionMask::Kind::None && !opt.causal)))
+    return detail::flash_mask(user, opt.causal && !added);  // nothing to combine
+  const bool write_causal = opt.causal && added;            // causal would hide the added keys from early rows
+  simd::FlashMask m;
+  m.causal = opt.causal && !write_causal;
+  if (user.kind == AttentionMask::Kind::None && !write_causal) {  // key padding alone: one row
+    bools.assign(sz(s), 1);
+    for (Index j = 0; j < lk; ++j) bools[sz(j)] = padding[j] ? 0 : 1;
+    m.boolean = bools.data();
+    m.ld = 0;
+    return m;
+  }
+  const bool additive = user.kind == AttentionMask::Kind::Additive;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  if (additive)
+    adds.assign(sz(lq) * sz(s), 0.0f);
+  else
+    bools.assign(sz(lq) * sz(s), 1);
+  for (Index i = 0; i < lq; ++i) {
+    // keys of row i the caller's mask, causal (when written out) and padding block
+    const Index causal_end = write_causal ? std::min(lk, i + 1) : lk;
+    if (additive) {
+      float* row = adds.data() + sz(i) * sz(s);
+      std::copy_n(user.additive + i * user.stride, lk, row);
+      for (Index j = causal_end; j < lk; ++j) row[j] = neg_inf;
+      if (padding)
+        for (Index j = 0; j < lk; ++j)
+          if (padding[j]) row[j] = neg_inf;
+    } else {
+      std::uint8_t* row = bools.data() + sz(i) * sz(s);
+      if (user.kind == AttentionMask::Kind::Boolean)
+        for (Index j = 0; j < lk; ++j) row[j] = user.boolean[i * user.stride + j] ? 1 : 0;
+      for (Index j = causal_end; j < lk; ++j) row[j] = 0;
+      if (padding)
+        for (Index j = 0; j < lk; ++j)
+          if (padding[j]) row[j] = 0;
+    }
+  }
+  if (additive)
+    m.additive = adds.data();
+  else
+    m.boolean = bools.data();
+  m.ld = sz(s);
+  return m;
+}
+
 }  // namespace
 
 MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Index> embed_dim,
-                                       std::optional<Index> kdim, std::optional<Index> vdim)
-    : config_(config) {
+                                       std::optional<Index> kdim, std::optional<Index> vdim, bool add_bias_kv,
+                                       bool add_zero_attn)
+    : config_(config), add_bias_kv_(add_bias_kv), add_zero_attn_(add_zero_attn) {
   config_.validate();
   embed_dim_ = embed_dim ? *embed_dim : static_cast<Index>(config_.num_heads) * config_.head_dim;
   if (embed_dim_ < 1) throw InvalidConfig("embed_dim must be >= 1, got " + std::to_string(embed_dim_));
@@ -200,6 +256,10 @@ MultiHeadAttention::MultiHeadAttention(AttentionConfig config, std::optional<Ind
     w->in_bias = RowMatrixXf::Zero(1, 3 * embed_dim_);
     w->out_bias = RowMatrixXf::Zero(1, embed_dim_);
   }
+  if (add_bias_kv_) {
+    w->bias_k = RowMatrixXf::Zero(1, embed_dim_);
+    w->bias_v = RowMatrixXf::Zero(1, embed_dim_);
+  }
   w->find_identities(embed_dim_, kdim_, vdim_);
   weights_ = std::move(w);
 }
@@ -209,6 +269,8 @@ MultiHeadAttention::MultiHeadAttention(const MultiHeadAttention& other)
       embed_dim_(other.embed_dim_),
       kdim_(other.kdim_),
       vdim_(other.vdim_),
+      add_bias_kv_(other.add_bias_kv_),
+      add_zero_attn_(other.add_zero_attn_),
       weights_(other.weights()),
       calls_(other.calls_.load()) {}
 
@@ -219,6 +281,8 @@ MultiHeadAttention& MultiHeadAttention::operator=(const MultiHeadAttention& othe
   embed_dim_ = other.embed_dim_;
   kdim_ = other.kdim_;
   vdim_ = other.vdim_;
+  add_bias_kv_ = other.add_bias_kv_;
+  add_zero_attn_ = other.add_zero_attn_;
   {
     std::lock_guard<std::mutex> lock(weights_mutex_);
     weights_ = std::move(w);
@@ -245,6 +309,10 @@ std::vector<std::pair<std::string, std::vector<Index>>> MultiHeadAttention::weig
     shapes.push_back({kSeparate[2], {e, vdim_}});
   }
   if (config_.use_bias) shapes.push_back({kInProjBias, {3 * e}});
+  if (add_bias_kv_) {
+    shapes.push_back({kBiasK, {1, 1, e}});
+    shapes.push_back({kBiasV, {1, 1, e}});
+  }
   shapes.push_back({kOutProjWeight, {e, e}});
   if (config_.use_bias) shapes.push_back({kOutProjBias, {e}});
   return shapes;
@@ -276,8 +344,8 @@ void MultiHeadAttention::set_weights(const StateDict& d) {
             "as in torch); ";
       else if (name == kInProjBias || name == kOutProjBias)
         why = "this layer has no biases (use_bias=False); ";
-      else if (name == "bias_k" || name == "bias_v")
-        why = "torch's add_bias_kv is not supported; ";
+      else if (name == kBiasK || name == kBiasV)
+        why = "this layer was built without add_bias_kv (build it with add_bias_kv=True, as the torch module); ";
       throw InvalidInput("unknown weight '" + name + "': " + why + "this layer's weights are " + names);
     }
     const std::vector<Index>& expected = it->second;
@@ -321,11 +389,22 @@ void MultiHeadAttention::validate(const MatrixRef& q, const MatrixRef& k, const 
                                 " for values of that width)",
                             vdim_, v.cols());
   detail::check_value_rows(lk, v.rows());
-  detail::check_mask_shape(opt.mask, lq, lk, " (one mask for all heads)");
+  detail::check_mask_shape(opt.mask, lq, lk,
+                           added_keys() ? " (one mask for all heads; the added bias_k / zero keys are always allowed)"
+                                        : " (one mask for all heads)");
+  const KeyPaddingMask& padding = opt.key_padding_mask;
+  if (padding.ignore == nullptr && padding.size > 0)
+    throw InvalidInput("key_padding_mask needs its data pointer (got a null one with size " +
+                       std::to_string(padding.size) + "): make it with KeyPaddingMask::from_bool");
+  if (padding.ignore != nullptr && padding.size != lk)
+    throw DimensionMismatch("key_padding_mask has " + std::to_string(padding.size) +
+                                " entries, expected one per key (Lk = " + std::to_string(lk) +
+                                "; True = ignore that key)",
+                            lk, padding.size);
   const char* hint = "use shorter sequences";
-  memory::checked_elements(std::max(lq, lk), 3 * embed_dim_, "the projected query, key and value", hint);
+  memory::checked_elements(std::max(lq, lk + added_keys()), 3 * embed_dim_, "the projected query, key and value", hint);
   if (opt.need_weights)
-    memory::checked_elements(num_heads() * lq, lk, "the per-head attention weights",
+    memory::checked_elements(num_heads() * lq, lk + added_keys(), "the per-head attention weights",
                              "pass need_weights=False to stream without them");
 }
 
@@ -343,14 +422,18 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   out.metadata["embed_dim"] = static_cast<std::int64_t>(e);
   out.metadata["scale"] = config_.scale_for(hd);
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
+  const Index added = added_keys(), keys = lk + added;  // the keys attended to: given, then added
   const bool per_head = opt.need_weights && !opt.average_weights;
   if (opt.need_weights) {
-    out.weights = memory::output_matrix(per_head ? heads * lq : lq, lk);
-    out.weights_shape = per_head ? std::vector<Index>{heads, lq, lk} : std::vector<Index>{lq, lk};
+    out.weights = memory::output_matrix(per_head ? heads * lq : lq, keys);
+    out.weights_shape = per_head ? std::vector<Index>{heads, lq, keys} : std::vector<Index>{lq, keys};
   }
   if (lq == 0) return out;
-  const std::vector<std::uint8_t> dead = dead_rows(opt, lq, lk);
-  if (lk == 0) {  // nothing to attend to anywhere
+  std::vector<std::uint8_t> mask_bools;
+  std::vector<float> mask_adds;
+  const simd::FlashMask mask = call_mask(opt, lq, lk, keys, mask_bools, mask_adds);
+  const std::vector<std::uint8_t> dead = dead_rows(mask, lq, keys);
+  if (keys == 0) {  // nothing to attend to anywhere
     out.values.setZero();
     return out;
   }
@@ -359,7 +442,8 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   // own projection, unless it holds NaN/Inf, which the product spreads over the whole row (as
   // torch's does) and which therefore take the product. Self-attention on the packed layout
   // (query, key and value the same array) is one GEMM against all of in_proj; key == value one
-  // GEMM for both.
+  // GEMM for both. The added keys and values (bias_k / bias_v, then zeros) are rows lk.. of the
+  // projected keys and values, so those get buffers of `keys` rows.
   const auto same = [](const MatrixRef& a, const MatrixRef& b) {
     return a.data() == b.data() && a.rows() == b.rows() && a.cols() == b.cols() && a.outerStride() == b.outerStride();
   };
@@ -371,7 +455,7 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   std::size_t ldq, ldk, ldv;
   bool finite_q = skip_q, finite_k = skip_k, finite_v = skip_v;  // known to hold no NaN/Inf
   if (packed() && !skip_q && !skip_k && !skip_v && same(q, k) && same(k, v)) {
-    qbuf.resize(lq, 3 * e);
+    qbuf.resize(lq + added, 3 * e);  // lq == lk
     finite_q = finite_k = finite_v = linear(q.data(), sz(q.outerStride()), sz(lq), sz(e), w->proj(0, e), w->proj_ld(0),
                                             sz(3 * e), w->bias(0, e), qbuf.data(), sz(3 * e), w->finite);
     qp = qbuf.data();
@@ -379,32 +463,49 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
     vp = qp + 2 * e;
     ldq = ldk = ldv = sz(3 * e);
   } else {
-    // Projection i of x into buf, or x itself when skipped.
-    const auto project = [&](int i, const MatrixRef& x, Index in, bool skip, RowMatrixXf& buf, const float*& dst,
-                             std::size_t& ld, bool& finite) {
-      if (skip) {
+    // Projection i of x into buf (with `extra` rows after x's), or x itself when skipped and
+    // no rows are added.
+    const auto project = [&](int i, const MatrixRef& x, Index in, bool skip, Index extra, RowMatrixXf& buf,
+                             const float*& dst, std::size_t& ld, bool& finite) {
+      if (skip && extra == 0) {
         dst = x.data();
         ld = sz(x.outerStride());
         return;
       }
-      buf.resize(x.rows(), e);
-      finite = linear(x.data(), sz(x.outerStride()), sz(x.rows()), sz(in), w->proj(i, e), w->proj_ld(i), sz(e),
-                      w->bias(i, e), buf.data(), sz(e), w->finite);
+      buf.resize(x.rows() + extra, e);
+      if (skip)
+        buf.topRows(x.rows()) = x;
+      else
+        finite = linear(x.data(), sz(x.outerStride()), sz(x.rows()), sz(in), w->proj(i, e), w->proj_ld(i), sz(e),
+                        w->bias(i, e), buf.data(), sz(e), w->finite);
       dst = buf.data();
       ld = sz(e);
     };
-    project(0, q, e, skip_q, qbuf, qp, ldq, finite_q);
+    project(0, q, e, skip_q, 0, qbuf, qp, ldq, finite_q);
     if (packed() && !skip_k && !skip_v && same(k, v)) {
-      kbuf.resize(lk, 2 * e);
+      kbuf.resize(lk + added, 2 * e);
       finite_k = finite_v = linear(k.data(), sz(k.outerStride()), sz(lk), sz(kdim_), w->proj(1, e), w->proj_ld(1),
                                    sz(2 * e), w->bias(1, e), kbuf.data(), sz(2 * e), w->finite);
       kp = kbuf.data();
       vp = kp + e;
       ldk = ldv = sz(2 * e);
     } else {
-      project(1, k, kdim_, skip_k, kbuf, kp, ldk, finite_k);
-      project(2, v, vdim_, skip_v, vbuf, vp, ldv, finite_v);
+      project(1, k, kdim_, skip_k, added, kbuf, kp, ldk, finite_k);
+      project(2, v, vdim_, skip_v, added, vbuf, vp, ldv, finite_v);
     }
+  }
+  if (added) {  // torch's order: the projected keys, bias_k, then the zero key (values alike)
+    const auto append = [&](const float* base, std::size_t ld, const RowMatrixXf& bias) {
+      float* row = const_cast<float*>(base) + sz(lk) * ld;  // rows lk.. of a buffer of ours
+      if (add_bias_kv_) {
+        std::copy_n(bias.data(), sz(e), row);
+        row += ld;
+      }
+      if (add_zero_attn_) std::fill_n(row, sz(e), 0.0f);
+    };
+    append(kp, ldk, w->bias_k);
+    append(vp, ldv, w->bias_v);
+    if (add_bias_kv_ && !w->finite) finite_k = finite_v = false;  // bias_k / bias_v may be the NaN
   }
 
   // Every head: the fused kernel on column slices of the projections, writing its slice of
@@ -425,16 +526,16 @@ AttentionOutput MultiHeadAttention::compute(const MatrixRef& q, const MatrixRef&
   p.out = w->identity[3] ? out.values.data() : context.data();
   p.ldo = sz(e);
   p.lq = sz(lq);
-  p.lk = sz(lk);
+  p.lk = sz(keys);
   p.d = p.dv = sz(hd);
   p.scale = static_cast<float>(config_.scale_for(hd));
-  p.mask = detail::flash_mask(opt.mask, opt.causal);
+  p.mask = mask;
   if (dropout) p.dropout = detail::flash_dropout(config_, call * sz(heads));  // heads drop independently
   p.heads.count = sz(heads);
   p.inputs_finite = finite_q && finite_k && finite_v;
   if (opt.need_weights) {
     p.weights = out.weights.data();
-    p.ldw = sz(lk);
+    p.ldw = sz(keys);
     p.heads.average = !per_head;
   }
   detail::run_flash(p);

@@ -132,6 +132,8 @@ class MultiHeadAttention:
         embed_dim: int | None = None,
         kdim: int | None = None,
         vdim: int | None = None,
+        add_bias_kv: bool = False,
+        add_zero_attn: bool = False,
     ) -> None: ...
     @property
     def config(self) -> AttentionConfig: ...
@@ -145,6 +147,10 @@ class MultiHeadAttention:
     def num_heads(self) -> int: ...
     @property
     def head_dim(self) -> int: ...
+    @property
+    def add_bias_kv(self) -> bool: ...
+    @property
+    def add_zero_attn(self) -> bool: ...
     def get_weights(self) -> dict[str, FloatArray]: ...
     def set_weights(self, weights: Mapping[str, ArrayLike]) -> None: ...
     def compute(
@@ -154,6 +160,7 @@ class MultiHeadAttention:
         value: ArrayLike,
         *,
         mask: ArrayLike | None = None,
+        key_padding_mask: ArrayLike | None = None,
         causal: bool = False,
         need_weights: bool = True,
         average_weights: bool = True,
@@ -166,6 +173,7 @@ class MultiHeadAttention:
         value: ArrayLike,
         *,
         mask: ArrayLike | None = None,
+        key_padding_mask: ArrayLike | None = None,
         causal: bool = False,
         need_weights: bool = True,
         average_weights: bool = True,

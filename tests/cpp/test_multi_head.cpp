@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -208,6 +209,46 @@ TEST(MultiHead, ConcurrentComputeAndSetWeights) {
     EXPECT_TRUE(d1 < 1e-5f || d2 < 1e-5f);  // one snapshot or the other, never a mix
   }
   writer.join();
+}
+
+// An untrained layer with add_bias_kv and add_zero_attn is split-heads attention over the keys
+// plus bias_k (zeros by default) and a zero key: both score 0, and the zero values add nothing.
+// key_padding_mask (true = ignore) matches a boolean mask that blocks the same keys in every row.
+TEST(MultiHead, AddedKeysAndKeyPadding) {
+  ruvector::AttentionConfig c;
+  c.num_heads = 2;
+  c.head_dim = 4;
+  ruvector::MultiHeadAttention mha(c, std::nullopt, std::nullopt, std::nullopt, true, true);
+  EXPECT_EQ(mha.added_keys(), 2);
+  const RowMatrixXf q = RowMatrixXf::Random(5, 8), k = RowMatrixXf::Random(7, 8), v = RowMatrixXf::Random(7, 8);
+  Md weights = Md::Zero(5, 9), values = Md::Zero(5, 8);
+  for (int h = 0; h < 2; ++h) {
+    Md s = Md::Zero(5, 9);
+    s.leftCols(7) = q.cast<double>().middleCols(h * 4, 4) * k.cast<double>().middleCols(h * 4, 4).transpose() / 2.0;
+    const Md p = softmax_rows(s);
+    weights += p / 2.0;
+    values.middleCols(h * 4, 4) = p.leftCols(7) * v.cast<double>().middleCols(h * 4, 4);
+  }
+  auto out = mha.compute(q, k, v);
+  ASSERT_EQ(out.weights.cols(), 9);
+  EXPECT_LT((out.values.cast<double>() - values).cwiseAbs().maxCoeff(), 1e-5);
+  EXPECT_LT((out.weights.cast<double>() - weights).cwiseAbs().maxCoeff(), 1e-6);
+
+  ruvector::MultiHeadAttention plain(c);
+  const bool ignore[7] = {false, true, false, false, true, true, false};
+  ruvector::RowMatrixXb allowed(5, 7);
+  for (Index j = 0; j < 7; ++j) allowed.col(j).setConstant(!ignore[j]);
+  ruvector::MultiHeadOptions padded, masked;
+  padded.key_padding_mask = ruvector::KeyPaddingMask::from_bool(ignore, 7);
+  masked.mask = ruvector::AttentionMask::from_bool(allowed);
+  for (bool causal : {false, true}) {
+    padded.causal = masked.causal = causal;
+    const auto a = plain.compute(q, k, v, padded), b = plain.compute(q, k, v, masked);
+    EXPECT_LT((a.values - b.values).cwiseAbs().maxCoeff(), 1e-6);
+    EXPECT_LT((a.weights - b.weights).cwiseAbs().maxCoeff(), 1e-7);
+  }
+  padded.key_padding_mask = ruvector::KeyPaddingMask::from_bool(ignore, 6);
+  EXPECT_THROW(plain.compute(q, k, v, padded), ruvector::DimensionMismatch);
 }
 
 }  // namespace

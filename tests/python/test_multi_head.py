@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import subprocess
+import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -277,8 +280,11 @@ def torch_layer(torch, heads, e, kdim=None, vdim=None, *, bias=True, seed=0):
     return m
 
 
-def torch_forward(torch, m, q, k, v, *, mask=None, causal=False, need_weights=True, average_weights=True):
-    """torch's module with this library's mask turned into torch's (True = blocked)."""
+def torch_forward(
+    torch, m, q, k, v, *, mask=None, causal=False, key_padding_mask=None, need_weights=True, average_weights=True
+):
+    """torch's module with this library's mask turned into torch's (True = blocked; causal as the
+    mask torch requires with is_causal); key_padding_mask [Lk] is torch's already."""
     lq, lk = q.shape[0], k.shape[0]
     attn_mask = None
     if mask is not None and mask.dtype != bool:
@@ -287,10 +293,12 @@ def torch_forward(torch, m, q, k, v, *, mask=None, causal=False, need_weights=Tr
             attn_mask[~np.tri(lq, lk, dtype=bool)] = -np.inf
     elif mask is not None or causal:
         attn_mask = ~allowed_pairs(lq, lk, mask, causal)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates a bool key_padding_mask with a float attn_mask
         out, weights = m(
             *(torch.from_numpy(np.ascontiguousarray(x))[None] for x in (q, k, v)),
             attn_mask=None if attn_mask is None else torch.from_numpy(attn_mask),
+            key_padding_mask=None if key_padding_mask is None else torch.from_numpy(key_padding_mask)[None],
             need_weights=need_weights,
             average_attn_weights=average_weights,
         )
@@ -829,3 +837,20 @@ def test_identity_detected_from_set_weights_and_lost_with_other_weights(rng):
     biased = dict(identity, **{"out_proj.bias": np.full(e, 0.5, np.float32)})
     mha.set_weights(biased)
     np.testing.assert_allclose(mha.compute(q, k, v).values, expected + 0.5, rtol=1e-6, atol=1e-6)
+
+
+def test_ruvector_imports_and_serves_without_torch():
+    """torch is imported only inside from_torch: with torch unimportable, ruvector imports and
+    computes, and from_torch says what it needs."""
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, ruvector as rv\n"
+        "x = np.ones((3, 8), np.float32)\n"
+        "rv.MultiHeadAttention({'num_heads': 2}, embed_dim=8).compute(x, x, x, key_padding_mask=np.zeros(3, bool))\n"
+        "try:\n    rv.MultiHeadAttention.from_torch(object())\n"
+        "except rv.InvalidConfigError as e:\n    print(e)\n"
+        "assert not any(m == 'torch' or m.startswith('torch.') for m in sys.modules if sys.modules[m] is not None)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "needs torch" in run.stdout
