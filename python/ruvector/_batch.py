@@ -238,12 +238,32 @@ class BatchRun:
         self._reporter(len(self.results))
 
 
+def _array_view(value: Any) -> Any:
+    """A CPU DLPack producer (a torch tensor, say) as the NumPy array viewing its memory, so a
+    stacked ``[B, L, D]`` tensor takes the stacked path and a ``[B, S]`` mask counts as one per
+    item, as their arrays would; a tensor that requires grad is viewed as if detached (as every
+    array argument is read). Anything else, and a producer NumPy cannot view, is left as it is:
+    the per-item conversion then reads or refuses it."""
+    if isinstance(value, np.ndarray) or not hasattr(value, "__dlpack__") or not hasattr(value, "__dlpack_device__"):
+        return value
+    try:
+        if value.__dlpack_device__()[0] != 1:  # not kDLCPU: the native conversion says to move it
+            return value
+        if getattr(value, "requires_grad", False) and hasattr(value, "detach"):
+            value = value.detach()
+        return np.from_dlpack(value)
+    except Exception:  # a layout DLPack cannot export: converted item by item
+        return value
+
+
 def _prepare_batch(
     mechanism: Any, columns: Sequence[Column], values: Sequence[Any], kwargs: dict[str, Any]
 ) -> list[Any]:
     """One job per item of the columns' values, made by the mechanism's ``_prepare`` (or its
     ``_prepare_stacked`` for stacked arrays). Every item is validated here, before any work
     starts; an error names the item."""
+    values = [_array_view(v) for v in values]
+    kwargs = {k: _array_view(v) for k, v in kwargs.items()}
     given = [(c.name, c.for_every_item(v, values[0]), c.optional) for c, v in zip(columns, values, strict=True)]
     for name, col, optional in given:
         if col is None and not optional:

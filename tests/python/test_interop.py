@@ -80,3 +80,18 @@ def test_tensor_on_another_device_is_refused() -> None:
     meta = torch.empty((3, 4), device="meta")
     with pytest.raises(InvalidInputError, match="query"):
         rv.DotProductAttention().compute(meta, x, x)
+
+
+def test_batches_of_tensors_give_the_numbers_of_their_arrays(rng: np.random.Generator) -> None:
+    """Stacked [B, L, E] tensors and a [B, S] key padding tensor (one row per item), grad
+    tensors included, give what their arrays give."""
+    q = rng.standard_normal((3, 6, 8), dtype=np.float32)
+    padding = rng.random((3, 6)) > 0.6
+    layer = rv.MultiHeadAttention({"num_heads": 2}, embed_dim=8)
+    layer.set_weights({k: rng.standard_normal(w.shape).astype(np.float32) for k, w in layer.get_weights().items()})
+    expected = layer.compute_batch(q, q, q, key_padding_mask=padding)
+    t = torch.from_numpy(q).requires_grad_(True)
+    got = layer.compute_batch(t, t, t, key_padding_mask=torch.from_numpy(padding))
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(g.values, e.values)
+        np.testing.assert_array_equal(g.weights, e.weights)

@@ -56,6 +56,12 @@ CASES: dict[str, Case] = {
         lambda: rv.MultiHeadAttention({"num_heads": 2, "head_dim": 8, "use_bias": False}, kdim=12, vdim=20),
         lambda layer, rng: _qkv(layer, rng, d=16, dk=12, dv=20),
     ),
+    "multi_head_bias_kv_zero_attn": (
+        lambda: rv.MultiHeadAttention(
+            {"num_heads": 2, "head_dim": 4}, kdim=6, vdim=5, add_bias_kv=True, add_zero_attn=True
+        ),
+        lambda layer, rng: _qkv(layer, rng, d=8, dk=6, dv=5),
+    ),
     "gat": (
         lambda: rv.GraphAttention({"num_heads": 4, "head_dim": 8, "seed": 11}, in_features=24),
         lambda layer, rng: layer.compute(randn(rng, 30, 24), graph(rng, 30, 90)),
