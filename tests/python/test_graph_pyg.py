@@ -424,3 +424,16 @@ def test_edge_array_written_during_the_build_never_corrupts(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "built" in done.stdout
+
+
+def test_neighbor_loader_example_runs():
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).parents[2] / "examples" / "neighbor_loader.py"
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    diff = float(re.search(r"max \|ruvector - PyG\| = (\S+)", done.stdout).group(1))
+    assert diff < 1e-4
