@@ -537,7 +537,9 @@ void register_graph(py::module_& m) {
       .def_property_readonly("config", &GraphAttention::config)
       .def_property_readonly(
           "in_features",
-          [](const GraphAttention& a) { return in_features_of(a.graph_config(), a.in_features(), a.in_features_dst()); },
+          [](const GraphAttention& a) {
+            return in_features_of(a.graph_config(), a.in_features(), a.in_features_dst());
+          },
           "Input width (a pair (F_src, F_dst) when given so), or None until fixed by set_weights or the first call.")
       .def_property_readonly("out_features", &GraphAttention::out_features)
       .def_property_readonly("num_heads", &GraphAttention::num_heads)

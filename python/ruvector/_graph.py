@@ -55,8 +55,16 @@ class GraphAttention(
 
 _FILL_MODES = ("mean", "add", "max", "min", "mul")
 # Methods whose override by a subclass would change what the module computes.
-_BEHAVIOUR = ("forward", "message", "edge_update", "aggregate", "update", "propagate", "edge_updater",
-              "message_and_aggregate")
+_BEHAVIOUR = (
+    "forward",
+    "message",
+    "edge_update",
+    "aggregate",
+    "update",
+    "propagate",
+    "edge_updater",
+    "message_and_aggregate",
+)
 
 
 def _refuse(option: str, why: str) -> InvalidConfigError:
@@ -64,8 +72,8 @@ def _refuse(option: str, why: str) -> InvalidConfigError:
 
 
 def _from_pyg(m: Any) -> Any:
-    import torch  # noqa: F401  (the caller's process has it: m is a torch module)
-    from torch_geometric.nn import GATConv, GATv2Conv
+    import torch  # type: ignore[import-not-found, unused-ignore]  # (m is a torch module)
+    from torch_geometric.nn import GATConv, GATv2Conv  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     if isinstance(m, GATv2Conv):
         base, variant = GATv2Conv, "gatv2"
@@ -84,25 +92,38 @@ def _from_pyg(m: Any) -> Any:
         raise _refuse("flow", f"flow={m.flow!r}; messages flow source_to_target here")
     if getattr(m, "_explain", None):
         raise _refuse("explain", "the module is in explain mode")
-    for hooks in ("_forward_hooks", "_forward_pre_hooks", "_propagate_forward_pre_hooks",
-                  "_propagate_forward_hooks", "_message_forward_pre_hooks", "_message_forward_hooks",
-                  "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
-                  "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks",
-                  "_edge_update_forward_pre_hooks", "_edge_update_forward_hooks"):
+    for hooks in (
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_propagate_forward_pre_hooks",
+        "_propagate_forward_hooks",
+        "_message_forward_pre_hooks",
+        "_message_forward_hooks",
+        "_aggregate_forward_pre_hooks",
+        "_aggregate_forward_hooks",
+        "_message_and_aggregate_forward_pre_hooks",
+        "_message_and_aggregate_forward_hooks",
+        "_edge_update_forward_pre_hooks",
+        "_edge_update_forward_hooks",
+    ):
         if getattr(m, hooks, None):
             raise _refuse(hooks.strip("_"), "the module has hooks registered, which change its outputs")
 
     state = m.state_dict()
     for key, value in state.items():
         if isinstance(value, torch.nn.parameter.UninitializedParameter):
-            raise _refuse("in_channels", f"{key} is not initialised yet (lazy in_channels=-1): run the module once first")
+            raise _refuse(
+                "in_channels", f"{key} is not initialised yet (lazy in_channels=-1): run the module once first"
+            )
     in_channels = m.in_channels
     if isinstance(in_channels, int):
         source = "lin.weight" if variant == "gat" else "lin_l.weight"
         in_features: Any = int(state[source].shape[1]) if in_channels < 0 else in_channels
     else:
         src, dst = in_channels
-        src_key, dst_key = ("lin_src.weight", "lin_dst.weight") if variant == "gat" else ("lin_l.weight", "lin_r.weight")
+        src_key, dst_key = (
+            ("lin_src.weight", "lin_dst.weight") if variant == "gat" else ("lin_l.weight", "lin_r.weight")
+        )
         in_features = (
             int(state[src_key].shape[1]) if src < 0 else int(src),
             int(state[dst_key].shape[1]) if dst < 0 else int(dst),
@@ -110,8 +131,11 @@ def _from_pyg(m: Any) -> Any:
     fill = m.fill_value
     if isinstance(fill, torch.Tensor):
         if fill.numel() != 1:
-            raise _refuse("fill_value", f"a tensor of {fill.numel()} values (one per edge feature): give a number or a "
-                          f"reduction name ({', '.join(_FILL_MODES)})")
+            raise _refuse(
+                "fill_value",
+                f"a tensor of {fill.numel()} values (one per edge feature): give a number or a "
+                f"reduction name ({', '.join(_FILL_MODES)})",
+            )
         fill = float(fill.item())
     elif isinstance(fill, str):
         if fill not in _FILL_MODES:

@@ -10,7 +10,6 @@ import pickle
 import numpy as np
 import pytest
 
-import ruvector as rv
 from ruvector import GraphAttention, GraphStructure, InvalidConfigError, InvalidInputError
 
 torch = pytest.importorskip("torch")
@@ -39,16 +38,34 @@ def combinations():
     matters (edge features with self-loops added)."""
     out = []
     for variant, concat, loops, edge_dim, residual, bias, pair, bipartite, share in itertools.product(
-        ("gat", "gatv2"), (True, False), (True, False), (None, 3), (False, True), (True, False), (False, True),
-        (False, True), (False, True)
+        ("gat", "gatv2"),
+        (True, False),
+        (True, False),
+        (None, 3),
+        (False, True),
+        (True, False),
+        (False, True),
+        (False, True),
+        (False, True),
     ):
         if share and variant == "gat":
             continue
         fills = FILL if (edge_dim and loops) else ("mean",)
         for fill in fills:
-            out.append(dict(variant=variant, concat=concat, add_self_loops=loops, edge_dim=edge_dim,
-                            residual=residual, bias=bias, pair=pair, bipartite=bipartite, share_weights=share,
-                            fill_value=fill))
+            out.append(
+                dict(
+                    variant=variant,
+                    concat=concat,
+                    add_self_loops=loops,
+                    edge_dim=edge_dim,
+                    residual=residual,
+                    bias=bias,
+                    pair=pair,
+                    bipartite=bipartite,
+                    share_weights=share,
+                    fill_value=fill,
+                )
+            )
     return out
 
 
@@ -57,9 +74,17 @@ COMBOS = combinations()
 
 def make_module(c, f_src, f_dst, heads=2, channels=3):
     in_channels = (f_src, f_dst) if c["pair"] else f_src
-    kwargs = dict(heads=heads, concat=c["concat"], add_self_loops=c["add_self_loops"], edge_dim=c["edge_dim"],
-                  fill_value=c["fill_value"], bias=c["bias"], residual=c["residual"], negative_slope=0.15,
-                  dropout=0.3)
+    kwargs = dict(
+        heads=heads,
+        concat=c["concat"],
+        add_self_loops=c["add_self_loops"],
+        edge_dim=c["edge_dim"],
+        fill_value=c["fill_value"],
+        bias=c["bias"],
+        residual=c["residual"],
+        negative_slope=0.15,
+        dropout=0.3,
+    )
     if c["variant"] == "gatv2":
         module = GATv2Conv(in_channels, channels, share_weights=c["share_weights"], **kwargs)
     else:
@@ -78,9 +103,7 @@ def run_both(module, layer, x, edge_index, edge_attr):
         inputs = (x[0].numpy(), x[1].numpy())
     else:
         nodes, inputs = x.shape[0], x.numpy()
-    graph = GraphStructure.from_edge_index(
-        edge_index.numpy(), nodes, None if edge_attr is None else edge_attr.numpy()
-    )
+    graph = GraphStructure.from_edge_index(edge_index.numpy(), nodes, None if edge_attr is None else edge_attr.numpy())
     return layer.compute(inputs, graph), expected, graph
 
 
@@ -120,8 +143,22 @@ def test_every_option_combination_matches_pyg(backend, variant):
 def test_attention_weights_match_pyg(backend, variant):
     torch.manual_seed(3)
     rng = np.random.default_rng(3)
-    module = make_module(dict(variant=variant, concat=True, add_self_loops=True, edge_dim=3, residual=False,
-                              bias=True, pair=True, bipartite=True, share_weights=False, fill_value="max"), 5, 4)
+    module = make_module(
+        dict(
+            variant=variant,
+            concat=True,
+            add_self_loops=True,
+            edge_dim=3,
+            residual=False,
+            bias=True,
+            pair=True,
+            bipartite=True,
+            share_weights=False,
+            fill_value="max",
+        ),
+        5,
+        4,
+    )
     x = (torch.randn(30, 5), torch.randn(12, 4))
     edge_index = random_edges(rng, 30, 12, 90)
     edge_attr = torch.randn(90, 3)
@@ -150,7 +187,9 @@ def test_targets_are_rows_of_the_full_call(backend, variant, add_self_loops, edg
         layer = layer_for(variant, add_self_loops=add_self_loops, edge_dim=edge_dim, residual=True, fill_value="min")
         x = rng.standard_normal((n, 6)).astype(np.float32)
         full = layer.compute(x, graph)
-        weight_of = {tuple(edge): w for edge, w in zip(full.metadata["edges"].tolist(), full.weights.tolist())}
+        weight_of = {
+            tuple(edge): w for edge, w in zip(full.metadata["edges"].tolist(), full.weights.tolist(), strict=True)
+        }
         for targets in (np.array([0]), rng.integers(0, n, 7), rng.permutation(n), np.array([n - 1, 0, n - 1])):
             part = layer.compute(x, graph, targets=targets)
             np.testing.assert_array_equal(part.values, full.values[targets])  # bit for bit
@@ -159,7 +198,7 @@ def test_targets_are_rows_of_the_full_call(backend, variant, add_self_loops, edg
             got_edges = part.metadata["edges"].tolist()
             assert sorted(map(tuple, got_edges)) == expected_edges
             if len(set(map(tuple, got_edges))) == len(got_edges):  # no duplicate edges: one weight each
-                for edge, w in zip(got_edges, part.weights.tolist()):
+                for edge, w in zip(got_edges, part.weights.tolist(), strict=True):
                     assert w == weight_of[tuple(edge)]
             assert part.weights.shape == (len(expected_edges), 3)
 
@@ -211,14 +250,27 @@ def test_graph_structure_bipartite():
 
 def test_options_are_properties_that_round_trip():
     layer = GraphAttention(
-        {"num_heads": 2, "head_dim": 3}, in_features=(5, 4), variant="gatv2", fill_value="mul", residual=True,
+        {"num_heads": 2, "head_dim": 3},
+        in_features=(5, 4),
+        variant="gatv2",
+        fill_value="mul",
+        residual=True,
         edge_dim=2,
     )
     assert layer.in_features == (5, 4)
     assert (layer.fill_value, layer.residual, layer.share_weights) == ("mul", True, False)
     assert "fill_value='mul'" in repr(layer) and "residual=True" in repr(layer) and "(5, 4)" in repr(layer)
-    names = ("in_features", "concat", "negative_slope", "add_self_loops", "edge_dim", "variant", "fill_value",
-             "residual", "share_weights")
+    names = (
+        "in_features",
+        "concat",
+        "negative_slope",
+        "add_self_loops",
+        "edge_dim",
+        "variant",
+        "fill_value",
+        "residual",
+        "share_weights",
+    )
     rebuilt = GraphAttention(layer.config, **{k: getattr(layer, k) for k in names})
     rebuilt.set_weights(layer.get_weights())
     copy = pickle.loads(pickle.dumps(layer))
@@ -256,8 +308,13 @@ def test_share_weights_aliases_lin_r():
 
 
 def test_bad_options_refused():
-    for kwargs in ({"fill_value": "median"}, {"fill_value": None}, {"fill_value": True}, {"in_features": (3,)},
-                   {"in_features": (3, None)}):
+    for kwargs in (
+        {"fill_value": "median"},
+        {"fill_value": None},
+        {"fill_value": True},
+        {"in_features": (3,)},
+        {"in_features": (3, None)},
+    ):
         with pytest.raises(InvalidConfigError):
             GraphAttention(**kwargs)
 

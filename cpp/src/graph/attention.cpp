@@ -110,8 +110,8 @@ void GraphAttention::check(const MatrixRef& xs, const MatrixRef& xd, const Graph
     for (std::size_t k = 0; k < options.targets.size(); ++k) {
       const std::int64_t t = options.targets[k];
       if (t < 0 || t >= g.num_nodes)
-        throw InvalidInput("targets[" + std::to_string(k) + "] = " + n_str(t) + " is out of range: target ids must be in [0, " +
-                           n_str(g.num_nodes) + ")");
+        throw InvalidInput("targets[" + std::to_string(k) + "] = " + n_str(t) +
+                           " is out of range: target ids must be in [0, " + n_str(g.num_nodes) + ")");
     }
   const std::int64_t hc = static_cast<std::int64_t>(config_.num_heads) * config_.head_dim;
   memory::checked_elements(xs.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");

@@ -54,7 +54,8 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
                                            std::int64_t num_sources) {
   if (num_nodes < 0) throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(num_nodes));
   const bool bipartite = num_sources >= 0;
-  if (num_sources < -1) throw InvalidInput("the number of source nodes must be >= 0, got " + std::to_string(num_sources));
+  if (num_sources < -1)
+    throw InvalidInput("the number of source nodes must be >= 0, got " + std::to_string(num_sources));
   if (!bipartite) num_sources = num_nodes;
   if (num_sources > std::numeric_limits<std::int64_t>::max() / 16)
     throw InvalidInput("num_nodes " + std::to_string(num_sources) + " is too large for a graph index; check num_nodes");

@@ -253,7 +253,8 @@ inline void for_each_edge(const GatParams& p, std::size_t i, Fn fn) noexcept {
   for (std::int64_t e = p.indptr[i]; e < p.indptr[i + 1]; ++e) fn(k++, EdgeRef{p.source[e], p.edge_id[e], e});
   const std::int64_t self = p.loop_source ? p.loop_source[i] : static_cast<std::int64_t>(i);
   if (p.loop_indptr)
-    for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e) fn(k++, EdgeRef{self, p.loop_edge_id[e], -1});
+    for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e)
+      fn(k++, EdgeRef{self, p.loop_edge_id[e], -1});
   if (p.add_self_loops && i < p.loop_nodes) fn(k++, EdgeRef{self, -1, -1});
 }
 
