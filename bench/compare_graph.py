@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -176,35 +177,13 @@ def targets_rows(x: np.ndarray, graph: rv.GraphStructure, n: int, e: int, quick:
     return rows
 
 
-def sample_batch(edge_index: np.ndarray, n: int, seeds: np.ndarray, fanouts: list[int], rng: np.random.Generator):
-    """A NeighborLoader-style batch (NeighborLoader itself needs pyg-lib or torch-sparse): nodes
-    relabelled seeds first, then each hop's new nodes; sampled in-edges [E', 2] in local ids; the
-    node count after each hop."""
-    order = np.argsort(edge_index[1], kind="stable")
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(edge_index[1], minlength=n))])
-    local = np.full(n, -1, np.int64)
-    local[seeds] = np.arange(len(seeds))
-    n_id, frontier, edges, counts = list(seeds), seeds, [], [len(seeds)]
-    for fanout in fanouts:
-        new = []
-        for v in frontier:
-            incoming = order[indptr[v] : indptr[v + 1]]
-            if len(incoming) > fanout:
-                incoming = rng.choice(incoming, fanout, replace=False)
-            for u in edge_index[0, incoming]:
-                if local[u] < 0:
-                    local[u] = len(n_id)
-                    n_id.append(u)
-                    new.append(u)
-                edges.append((local[u], local[v]))
-        frontier = np.array(new, np.int64)
-        counts.append(len(n_id))
-    return np.array(n_id), np.array(edges, np.int64), counts
-
-
 def minibatch_rows(torch, x: np.ndarray, edge_index: np.ndarray, n: int, quick: bool) -> list[Row]:
     """One bipartite layer on a 2-hop mini-batch (1,024 seeds, fan-outs [15, 10]): the first
     layer's call (every sampled node → the nodes of hops 0..1), as a served model makes it."""
+    # the batch is sampled as examples/neighbor_loader.py samples one (NeighborLoader's way)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from neighbor_loader import sample_batch
+
     rng = np.random.default_rng(9)
     seeds = rng.choice(n, 1024, replace=False)
     n_id, edges, counts = sample_batch(edge_index, n, seeds, [15, 10], rng)

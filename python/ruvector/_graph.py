@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import _native
 from ._base import Column, Mechanism
@@ -37,6 +38,10 @@ class GraphAttention(
     (bipartite, as PyG; the graph then has ``num_nodes=(N_src, N_dst)``), and
     ``targets=ids`` computes only those rows, at a cost that follows their in-edges.
     """
+
+    # compute_batch(..., targets=...): one 1-D id array for every item, or a list of them (or a
+    # [B, T] array), one per item
+    _batch_item_ndim: ClassVar[Mapping[str, int]] = {"targets": 1}
 
     @classmethod
     def from_pyg(cls, module: Any) -> GraphAttention:

@@ -494,3 +494,20 @@ def test_neighbor_loader_example_runs():
     assert done.returncode == 0, done.stderr[-2000:]
     diff = float(re.search(r"max \|ruvector - PyG\| = (\S+)", done.stdout).group(1))
     assert diff < 1e-4
+
+
+def test_compute_batch_takes_targets_and_pairs(backend):
+    rng = np.random.default_rng(4)
+    layer = layer_for()
+    xs = [rng.standard_normal((12, 6)).astype(np.float32) for _ in range(3)]
+    graph = GraphStructure(np.asarray(random_edges(rng, 12, 12, 40)).T.copy(), 12)
+    per_item = [np.array([1, 3]), np.array([11, 0, 0]), np.array([5])]
+    for out, x, ids in zip(layer.compute_batch(xs, graph, targets=per_item), xs, per_item, strict=True):
+        np.testing.assert_array_equal(out.values, layer.compute(x, graph).values[ids])
+    shared = np.array([2, 7])
+    for out, x in zip(layer.compute_batch(xs, graph, targets=shared), xs, strict=True):
+        np.testing.assert_array_equal(out.values, layer.compute(x, graph).values[shared])
+    bipartite = GraphStructure([(0, 1), (11, 4), (3, 3)], (12, 5))
+    pairs = [(x, x[:5]) for x in xs]
+    for out, pair in zip(layer.compute_batch(pairs, bipartite), pairs, strict=True):
+        np.testing.assert_array_equal(out.values, layer.compute(pair, bipartite).values)
