@@ -160,7 +160,7 @@ def targets_rows(x: np.ndarray, graph: rv.GraphStructure, n: int, e: int, quick:
             "targets": lambda ids=ids: layer.compute(x, graph, targets=ids, need_weights=False),
             "full": lambda: layer.compute(x, graph, need_weights=False),
         }
-        t = time_blocks(cands, blocks=3 if quick else 5, calls=1, min_time=0.05 if k < 1000 else 0.0)
+        t = time_blocks(cands, blocks=3 if quick else 7, calls=1, min_time=0.05)
         hc = HEADS * CHANNELS
         limit = limit_seconds(2.0 * sources * F * hc + 2.0 * edges * hc, edges * HEADS, 4.0 * sources * F)
         rows.append(

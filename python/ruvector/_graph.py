@@ -88,9 +88,16 @@ def _from_pyg(m: Any) -> Any:
         raise InvalidConfigError(
             f"GraphAttention.from_pyg takes a torch_geometric.nn.GATConv or GATv2Conv, got {type(m).__name__}"
         )
-    for name in _BEHAVIOUR:
-        if getattr(type(m), name, None) is not getattr(base, name, None):
-            raise _refuse(f"{type(m).__name__}.{name}", f"it overrides {base.__name__}.{name}")
+    # A method a subclass defines (PyG replaces propagate and edge_updater by generated code and
+    # keeps what they were as _orig_<name>: a subclass's own definition shows there).
+    for klass in type(m).__mro__:
+        if klass is base:
+            break
+        own = vars(klass)
+        for name in _BEHAVIOUR:
+            f = own.get(f"_orig_{name}", own.get(name))
+            if f is not None and getattr(f, "__qualname__", "") == f"{klass.__qualname__}.{name}":
+                raise _refuse(f"{klass.__name__}.{name}", f"it overrides {base.__name__}.{name}")
     if getattr(m, "aggr", "add") not in ("add", "sum"):
         raise _refuse("aggr", f"aggr={m.aggr!r}; this layer sums messages (aggr='add')")
     if getattr(m, "flow", "source_to_target") != "source_to_target":

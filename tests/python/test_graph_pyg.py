@@ -328,6 +328,18 @@ def test_from_pyg_refuses_what_it_cannot_reproduce():
     with pytest.raises(InvalidConfigError, match="gate"):
         GraphAttention.from_pyg(Extra(4, 3))
 
+    class Plain(GATv2Conv):  # a subclass that changes nothing is taken
+        pass
+
+    assert GraphAttention.from_pyg(Plain(4, 3, heads=2)).variant == "gatv2"
+
+    class OwnPropagate(GATConv):  # PyG generates propagate; the override shows in _orig_propagate
+        def propagate(self, *args, **kwargs):
+            return super().propagate(*args, **kwargs)
+
+    with pytest.raises(InvalidConfigError, match="propagate"):
+        GraphAttention.from_pyg(OwnPropagate(4, 3))
+
     class Overridden(GATConv):
         def message(self, x_j, alpha):
             return super().message(x_j, alpha) * 2
