@@ -1,5 +1,7 @@
 """Rows of bench/compare.py for GraphAttention (issue 5): ruvector against PyG's GATConv and
-GATv2Conv on random graphs (F=128, H=8, C=16), time and peak-RSS growth, in one run.
+GATv2Conv on random graphs (F=128, H=8, C=16), time and peak-RSS growth, in one run; then
+``targets=`` (1, 100, 1,000 targets against the full call on the same graph) and bipartite
+NeighborLoader-style mini-batches (x_src, x_dst) against PyG on the same batches.
 
     python bench/compare_graph.py [--quick]
 
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import ruvector as rv
-from harness import Row, peak_rss_growth, time_alternating
+from harness import Row, limit_seconds, peak_rss_growth, time_alternating, time_blocks
 
 F, HEADS, CHANNELS = 128, 8, 16
 SIZES = [(10_000, 100_000), (169_343, 1_166_243)]  # the second is ogbn-arxiv's size
@@ -82,7 +85,7 @@ layer.compute(x[:100], [(0, 1)], need_weights=False)  # tiny: starts the pool
     return peak_rss_growth(setup, call)
 
 
-def run(quick: bool = False) -> list[Row]:
+def full_graph_rows(quick: bool = False) -> list[Row]:
     torch = _torch()
     rows: list[Row] = []
     sizes = SIZES[:1] if quick else SIZES
@@ -137,6 +140,97 @@ def run(quick: bool = False) -> list[Row]:
                     )
                 )
     return rows
+
+
+def targets_rows(x: np.ndarray, graph: rv.GraphStructure, n: int, e: int, quick: bool) -> list[Row]:
+    """compute(..., targets=ids) for 1, 100 and 1,000 random targets against the full call: its
+    cost should follow the targets' in-edges (the source rows they read are the only ones
+    transformed), not N."""
+    rng = np.random.default_rng(5)
+    layer = _layer("gat")
+    all_edges = graph.edges
+    indptr = np.bincount(all_edges[:, 1], minlength=n)
+    rows = []
+    for k in (1, 100, 1000):
+        ids = rng.integers(0, n, k)
+        edges = int(indptr[ids].sum()) + k  # in-edges and self-loops
+        # the source rows those edges read: the only rows transformed
+        sources = len(np.union1d(all_edges[np.isin(all_edges[:, 1], ids), 0], ids))
+        cands = {
+            "targets": lambda ids=ids: layer.compute(x, graph, targets=ids, need_weights=False),
+            "full": lambda: layer.compute(x, graph, need_weights=False),
+        }
+        t = time_blocks(cands, blocks=3 if quick else 7, calls=1, min_time=0.05)
+        hc = HEADS * CHANNELS
+        limit = limit_seconds(2.0 * sources * F * hc + 2.0 * edges * hc, edges * HEADS, 4.0 * sources * F)
+        rows.append(
+            Row.timed(
+                "graph",
+                f"GAT targets={k:,} of N={n:,} E={e:,} (in-edges {edges:,})",
+                t["targets"],
+                "ruvector full call",
+                t["full"],
+                {"fraction of full (fastest blocks)": f"{t['targets'].low / t['full'].low:.4f}"},
+                limit,
+            )
+        )
+    return rows
+
+
+def minibatch_rows(torch, x: np.ndarray, edge_index: np.ndarray, n: int, quick: bool) -> list[Row]:
+    """One bipartite layer on a 2-hop mini-batch (1,024 seeds, fan-outs [15, 10]): the first
+    layer's call (every sampled node → the nodes of hops 0..1), as a served model makes it."""
+    # the batch is sampled as examples/neighbor_loader.py samples one (NeighborLoader's way)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from neighbor_loader import sample_batch
+
+    rng = np.random.default_rng(9)
+    seeds = rng.choice(n, 1024, replace=False)
+    n_id, edges, counts = sample_batch(edge_index, n, seeds, [15, 10], rng)
+    keep = edges[:, 1] < counts[1]
+    xs = np.ascontiguousarray(x[n_id])
+    xd = xs[: counts[1]]
+    rows = []
+    for variant in ("gat", "gatv2"):
+        layer = _layer(variant)
+        graph = rv.GraphStructure(edges[keep], (len(n_id), counts[1]))
+        cands = {"ruvector": lambda layer=layer, graph=graph: layer.compute((xs, xd), graph, need_weights=False)}
+        extra: dict[str, str] = {"graph build ms": ""}
+        start = time.perf_counter()
+        rv.GraphStructure(edges[keep], (len(n_id), counts[1]))
+        extra["graph build ms"] = f"{(time.perf_counter() - start) * 1e3:.2f}"
+        if torch is not None:
+            conv = _pyg_conv(torch, variant, layer.get_weights())
+            xst, xdt = torch.from_numpy(xs), torch.from_numpy(xd)
+            ei = torch.from_numpy(np.ascontiguousarray(edges[keep].T))
+
+            def pyg(conv=conv, xst=xst, xdt=xdt, ei=ei):
+                with torch.no_grad():
+                    return conv((xst, xdt), ei)
+
+            cands["pyg"] = pyg
+            diff = np.abs(cands["ruvector"]().values - pyg().numpy()).max()
+            extra["max |Δ| vs PyG"] = f"{diff:.1e}"
+        t = time_blocks(cands, blocks=3 if quick else 5, calls=3)
+        case = f"{variant.upper()} mini-batch (x_src {len(n_id):,}, x_dst {counts[1]:,}, E {int(keep.sum()):,})"
+        peer = f"PyG {PEERS[variant]}" if torch is not None else ""
+        rows.append(Row.timed("graph", case, t["ruvector"], peer, t.get("pyg"), extra))
+    return rows
+
+
+def run_serving(quick: bool = False) -> list[Row]:
+    """The serving rows: targets= and bipartite mini-batches, on the ogbn-arxiv-sized graph
+    (the smaller one with --quick)."""
+    n, e = SIZES[0] if quick else SIZES[1]
+    scope: dict[str, object] = {}
+    exec(_INPUTS.format(seed=n, n=n, f=F, e=e), scope)
+    x, edge_index = scope["x"], scope["edge_index"]
+    graph = rv.GraphStructure.from_edge_index(edge_index, n)
+    return targets_rows(x, graph, n, e, quick) + minibatch_rows(_torch(), x, edge_index, n, quick)
+
+
+def run(quick: bool = False) -> list[Row]:
+    return full_graph_rows(quick) + run_serving(quick)
 
 
 def main() -> int:

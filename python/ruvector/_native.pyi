@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, overload
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -228,18 +228,22 @@ class HierarchicalAttention:
         need_weights: bool = True,
     ) -> _Job: ...
 
+_NodeCount: TypeAlias = int | tuple[int, int]  # N, or (N_src, N_dst) for a bipartite graph
+
 class GraphStructure:
-    def __init__(self, edges: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None) -> None: ...
-    @staticmethod
-    @overload
-    def from_edge_index(ei: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None) -> GraphStructure: ...
+    def __init__(self, edges: ArrayLike, num_nodes: _NodeCount, edge_features: ArrayLike | None = None) -> None: ...
     @staticmethod
     @overload
     def from_edge_index(
-        *, edge_index: ArrayLike, num_nodes: int, edge_features: ArrayLike | None = None
+        ei: ArrayLike, num_nodes: _NodeCount, edge_features: ArrayLike | None = None
+    ) -> GraphStructure: ...
+    @staticmethod
+    @overload
+    def from_edge_index(
+        *, edge_index: ArrayLike, num_nodes: _NodeCount, edge_features: ArrayLike | None = None
     ) -> GraphStructure: ...
     @property
-    def num_nodes(self) -> int: ...
+    def num_nodes(self) -> _NodeCount: ...
     @property
     def num_edges(self) -> int: ...
     @property
@@ -258,17 +262,20 @@ class GraphAttention:
         self,
         config: ConfigLike = None,
         *,
-        in_features: int | None = None,
+        in_features: int | tuple[int, int] | None = None,
         concat: bool = True,
         negative_slope: float = 0.2,
         add_self_loops: bool = True,
         edge_dim: int | None = None,
         variant: str = "gat",
+        fill_value: float | str = "mean",
+        residual: bool = False,
+        share_weights: bool = False,
     ) -> None: ...
     @property
     def config(self) -> AttentionConfig: ...
     @property
-    def in_features(self) -> int | None: ...
+    def in_features(self) -> int | tuple[int, int] | None: ...
     @property
     def out_features(self) -> int: ...
     @property
@@ -285,11 +292,27 @@ class GraphAttention:
     def edge_dim(self) -> int | None: ...
     @property
     def variant(self) -> str: ...
+    @property
+    def fill_value(self) -> float | str: ...
+    @property
+    def residual(self) -> bool: ...
+    @property
+    def share_weights(self) -> bool: ...
     def compute(
-        self, node_features: ArrayLike, graph: GraphStructure | ArrayLike, *, need_weights: bool = True
+        self,
+        node_features: ArrayLike | tuple[ArrayLike, ArrayLike],
+        graph: GraphStructure | ArrayLike,
+        *,
+        need_weights: bool = True,
+        targets: ArrayLike | None = None,
     ) -> AttentionOutput: ...
     def _prepare(
-        self, node_features: ArrayLike, graph: GraphStructure | ArrayLike, *, need_weights: bool = True
+        self,
+        node_features: ArrayLike | tuple[ArrayLike, ArrayLike],
+        graph: GraphStructure | ArrayLike,
+        *,
+        need_weights: bool = True,
+        targets: ArrayLike | None = None,
     ) -> _Job: ...
     def get_weights(self) -> dict[str, FloatArray]: ...
     def set_weights(self, weights: Mapping[str, ArrayLike]) -> None: ...

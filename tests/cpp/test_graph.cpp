@@ -345,3 +345,65 @@ TEST(GraphAttention, CopiesShareNothingMutable) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(GraphAttention, TargetsAreRowsOfTheFullCallOnEveryBackend) {
+  const RowMatrixXf x = random_matrix(40, 6, 7);
+  RowMatrixXi64 edges = random_edges(40, 150, 8);
+  edges.row(0) << 3, 3;  // a self-loop
+  const RowMatrixXf attr = random_matrix(150, 2, 9);
+  for (Backend b : supported_backends()) {
+    BackendGuard guard(b);
+    for (GraphVariant variant : {GraphVariant::Gat, GraphVariant::GatV2})
+      for (bool loops : {true, false}) {
+        SCOPED_TRACE(std::string(ruvector::backend_name(b)) + (variant == GraphVariant::Gat ? " gat" : " gatv2") +
+                     (loops ? " +loops" : ""));
+        ruvector::AttentionConfig c;
+        c.num_heads = 2;
+        c.head_dim = 5;
+        GraphConfig o;
+        o.variant = variant;
+        o.add_self_loops = loops;
+        o.edge_dim = 2;
+        o.residual = true;
+        o.fill_mode = ruvector::FillMode::Max;
+        const GraphAttention layer(c, o);
+        const GraphStructure g(edges, 40, attr);
+        const auto full = layer.compute(x, g);
+        ruvector::GraphOptions some;
+        some.has_targets = true;
+        some.targets = {39, 3, 0, 3};
+        const auto part = layer.compute(x, g, some);
+        ASSERT_EQ(part.values.rows(), 4);
+        for (Eigen::Index k = 0; k < 4; ++k)
+          EXPECT_EQ(part.values.row(k), full.values.row(some.targets[static_cast<std::size_t>(k)]));
+        some.targets = {40};
+        EXPECT_THROW(layer.compute(x, g, some), ruvector::InvalidInput);
+      }
+  }
+}
+
+TEST(GraphAttention, BipartiteAddsLoopsBelowTheSmallerSide) {
+  RowMatrixXi64 edges(3, 2);
+  edges << 1, 1, 2, 4, 0, 1;
+  const GraphStructure g =
+      GraphStructure::from_arrays(edges.data(), 2, edges.data() + 1, 2, 3, 5, nullptr, 0, 0, /*num_sources=*/3);
+  EXPECT_EQ(g.num_sources(), 3);
+  EXPECT_EQ(g.num_nodes(), 5);
+  EXPECT_TRUE(g.bipartite());
+  ruvector::AttentionConfig c;
+  c.num_heads = 1;
+  c.head_dim = 2;
+  const GraphAttention layer(c, GraphConfig{});
+  const RowMatrixXf xs = random_matrix(3, 4, 1), xd = random_matrix(5, 4, 2);
+  const auto out = layer.compute(xs, xd, g);
+  EXPECT_EQ(out.values.rows(), 5);
+  const auto& used = std::get<RowMatrixXi64>(out.metadata.at("edges"));
+  RowMatrixXi64 expected(5, 2);
+  expected << 2, 4, 0, 1, 0, 0, 1, 1, 2, 2;
+  EXPECT_EQ(used, expected);
+  EXPECT_THROW(layer.compute(xs, g), ruvector::InvalidInput);  // a bipartite graph needs (x_src, x_dst)
+}
+
+}  // namespace

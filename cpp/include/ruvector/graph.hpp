@@ -45,12 +45,18 @@ class GraphStructure {
                                         const MatrixRef& edge_features);
   // The general form behind the others: sources[e * source_stride], targets[e * target_stride]
   // for e < num_edges; edge_features may be null (then feature_dim is ignored).
+  // `num_sources` >= 0 makes the graph bipartite (PyG's size=(N_src, N_dst)): sources index
+  // [0, num_sources), targets [0, num_nodes); -1 means one node set of num_nodes nodes.
+  // The indices are read once: a caller changing them during the call gets InvalidInput or a
+  // graph of some of the values, never memory corruption.
   static GraphStructure from_arrays(const std::int64_t* sources, std::ptrdiff_t source_stride,
                                     const std::int64_t* targets, std::ptrdiff_t target_stride, std::int64_t num_edges,
                                     std::int64_t num_nodes, const float* edge_features, std::int64_t feature_dim,
-                                    std::int64_t feature_stride);
+                                    std::int64_t feature_stride, std::int64_t num_sources = -1);
 
-  std::int64_t num_nodes() const noexcept;
+  std::int64_t num_nodes() const noexcept;    // the targets' node count (N_dst when bipartite)
+  std::int64_t num_sources() const noexcept;  // N_src when bipartite, else num_nodes()
+  bool bipartite() const noexcept;            // built with num_sources (a pair of node counts)
   std::int64_t num_edges() const noexcept;
   bool has_edge_features() const noexcept;
   std::int64_t edge_feature_dim() const noexcept;  // 0 when there are none
@@ -73,14 +79,26 @@ class GraphStructure {
 
 enum class GraphVariant { Gat, GatV2 };
 
+// The edge features of an added self-loop, as PyG's add_self_loops(fill_value=...): a
+// reduction of the node's incoming (non-self-loop) edge features — 0 for a node with none,
+// 1 for Mul — or a constant.
+enum class FillMode { Mean, Add, Max, Min, Mul, Constant };
+
 // How a layer is built (with AttentionConfig's num_heads = H, head_dim = C, use_bias, seed).
 struct GraphConfig {
   std::optional<std::int64_t> in_features;  // unset: fixed by the first call (lazy)
+  // Set: in_features is the pair (F_src, F_dst) (PyG's tuple in_channels: GAT's lin_src and
+  // lin_dst, GATv2's lin_l and lin_r of those widths); in_features must be set too.
+  std::optional<std::int64_t> in_features_dst;
   bool concat = true;                       // heads concatenated [N, H·C], else averaged [N, C]
   double negative_slope = 0.2;              // LeakyReLU slope
   bool add_self_loops = true;               // remove given self-loops, add one per node
   std::optional<std::int64_t> edge_dim;     // edge feature width (enables lin_edge / att_edge)
   GraphVariant variant = GraphVariant::Gat;
+  FillMode fill_mode = FillMode::Mean;  // self-loop edge features (with edge_dim)
+  double fill_value = 0.0;              // the constant of FillMode::Constant
+  bool residual = false;                // out += x_dst·res.weightᵀ
+  bool share_weights = false;           // GATv2: lin_r is lin_l
 
   // Throws InvalidConfig naming the field.
   void validate() const;
@@ -89,6 +107,10 @@ struct GraphConfig {
 // What one call asks for.
 struct GraphOptions {
   bool need_weights = true;  // false: no per-edge coefficients
+  // Only these target rows (ids in [0, N_dst), any order, repeats allowed), when has_targets:
+  // values [targets.size(), out]; weights cover the in-edges of the distinct targets once each.
+  bool has_targets = false;
+  std::vector<std::int64_t> targets;
 };
 
 class GraphAttention {
@@ -103,8 +125,10 @@ class GraphAttention {
   std::int64_t head_dim() const noexcept { return config_.head_dim; }
   // Width of the output rows: H·C with concat, C without.
   std::int64_t out_features() const noexcept;
-  // Input width once fixed (given, set by set_weights, or by the first call).
+  // Input width once fixed (given, set by set_weights, or by the first call); with a pair
+  // in_features, F_src, and in_features_dst() F_dst (else the same as in_features()).
   std::optional<std::int64_t> in_features() const;
+  std::optional<std::int64_t> in_features_dst() const;
 
   // node_features [N, F], graph with N nodes → values [N, H·C] or [N, C]; weights [E', H]
   // (the coefficient of each edge used, PyG's order: given edges without self-loops, then one
@@ -112,8 +136,14 @@ class GraphAttention {
   // list in metadata["edges"].
   AttentionOutput compute(const MatrixRef& node_features, const GraphStructure& graph,
                           const GraphOptions& options = {}) const;
+  // Bipartite, as PyG's (x_src, x_dst): edges from rows of x_src to rows of x_dst, values
+  // [N_dst, out]; added self-loops for node ids below min(N_src, N_dst); residual on x_dst.
+  AttentionOutput compute(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                          const GraphOptions& options = {}) const;
   // The checks compute makes before any work (batches run them on every item first).
   void validate(const MatrixRef& node_features, const GraphStructure& graph, const GraphOptions& options = {}) const;
+  void validate(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                const GraphOptions& options = {}) const;
 
   // Fixes in_features (Glorot weights from the seed) if it is not fixed yet; throws
   // DimensionMismatch when it already is, to another value.
@@ -122,7 +152,9 @@ class GraphAttention {
   // The parameter names of this layer (PyG's state_dict keys), sorted. GATConv: lin.weight
   // [H·C, F], att_src and att_dst [1, H, C], lin_edge.weight [H·C, edge_dim] and att_edge
   // [1, H, C] (with edge_dim), bias [H·C] or [C]; GATv2Conv: lin_l.weight, lin_r.weight
-  // [H·C, F], lin_l.bias, lin_r.bias [H·C], att [1, H, C], lin_edge.weight, bias.
+  // [H·C, F], lin_l.bias, lin_r.bias [H·C], att [1, H, C], lin_edge.weight, bias. A pair
+  // in_features gives GAT lin_src.weight [H·C, F_src], lin_dst.weight [H·C, F_dst]; residual
+  // res.weight [out, F_dst]. With share_weights, lin_r.* name lin_l.* (as PyG's state_dict).
   std::vector<std::string> weight_names() const;
   // PyG's shapes; empty before the weights exist (lazy layer not yet called).
   StateDict get_weights() const;
@@ -132,6 +164,10 @@ class GraphAttention {
   void set_weights(const StateDict& weights);
 
  private:
+  AttentionOutput run(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                      const GraphOptions& options, bool bipartite) const;
+  void check(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+             const GraphOptions& options, bool bipartite) const;
   std::shared_ptr<const detail::GraphParameters> parameters(std::int64_t in_features) const;
   std::shared_ptr<const detail::GraphParameters> snapshot() const;
 

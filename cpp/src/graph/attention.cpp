@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,42 +23,100 @@
 namespace ruvector {
 namespace {
 
+// Targets with an added self-loop: ids below min(N_src, N_dst) (all N without a bipartite graph).
+std::int64_t loop_nodes_of(const detail::GraphCsr& g) {
+  return std::min(g.num_sources, g.num_nodes);
+}
+
 std::int64_t used_edges(const detail::GraphCsr& g, bool add_self_loops) {
-  return add_self_loops ? g.num_ordinary_edges() + g.num_nodes : g.num_edges;
+  return add_self_loops ? g.num_ordinary_edges() + loop_nodes_of(g) : g.num_edges;
 }
 
 const char* variant_name(GraphVariant v) {
   return v == GraphVariant::Gat ? "gat" : "gatv2";
 }
 
+std::string n_str(std::int64_t v) {
+  return std::to_string(v);
+}
+
 }  // namespace
 
 void GraphAttention::validate(const MatrixRef& x, const GraphStructure& graph, const GraphOptions& options) const {
+  check(x, x, graph, options, false);
+}
+
+void GraphAttention::validate(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                              const GraphOptions& options) const {
+  check(x_src, x_dst, graph, options, true);
+}
+
+void GraphAttention::check(const MatrixRef& xs, const MatrixRef& xd, const GraphStructure& graph,
+                           const GraphOptions& options, bool bipartite) const {
   const detail::GraphCsr& g = graph.csr();
-  if (g.num_nodes != x.rows())
-    throw DimensionMismatch("node_features has " + std::to_string(x.rows()) + " rows, but the graph has " +
-                                std::to_string(g.num_nodes) + " nodes: give one feature row per node",
-                            g.num_nodes, x.rows());
+  if (!bipartite) {
+    if (g.num_sources != g.num_nodes)
+      throw InvalidInput("this graph is bipartite (num_nodes=(" + n_str(g.num_sources) + ", " + n_str(g.num_nodes) +
+                         ")): pass the node features as a pair (x_src, x_dst)");
+    if (g.num_nodes != xs.rows())
+      throw DimensionMismatch("node_features has " + n_str(xs.rows()) + " rows, but the graph has " +
+                                  n_str(g.num_nodes) + " nodes: give one feature row per node",
+                              g.num_nodes, xs.rows());
+  } else {
+    if (g.num_sources != xs.rows())
+      throw DimensionMismatch("x_src has " + n_str(xs.rows()) + " rows, but the graph has " + n_str(g.num_sources) +
+                                  " source nodes: give one row per source node (num_nodes=(N_src, N_dst))",
+                              g.num_sources, xs.rows());
+    if (g.num_nodes != xd.rows())
+      throw DimensionMismatch("x_dst has " + n_str(xd.rows()) + " rows, but the graph has " + n_str(g.num_nodes) +
+                                  " target nodes: give one row per target node (num_nodes=(N_src, N_dst))",
+                              g.num_nodes, xd.rows());
+  }
   auto p = snapshot();
-  if (p && p->in_features != x.cols())
-    throw DimensionMismatch("node_features has " + std::to_string(x.cols()) + " columns, but this layer takes " +
-                                std::to_string(p->in_features) + " (in_features): give [N, " +
-                                std::to_string(p->in_features) + "] features",
-                            p->in_features, x.cols());
+  const auto width_error = [](const char* what, std::int64_t expected, std::int64_t got, const char* which) {
+    return DimensionMismatch(std::string(what) + " has " + n_str(got) + " columns, but this layer takes " +
+                                 n_str(expected) + " (" + which + "): give [N, " + n_str(expected) + "] features",
+                             expected, got);
+  };
+  if (p) {
+    if (p->in_features != xs.cols())
+      throw width_error(bipartite ? "x_src" : "node_features", p->in_features, xs.cols(),
+                        graph_config_.in_features_dst ? "in_features[0]" : "in_features");
+    if (p->in_features_dst != xd.cols()) {
+      if (!bipartite)
+        throw InvalidInput("this layer takes in_features=(" + n_str(p->in_features) + ", " +
+                           n_str(p->in_features_dst) + "): pass the node features as a pair (x_src, x_dst)");
+      throw width_error("x_dst", p->in_features_dst, xd.cols(),
+                        graph_config_.in_features_dst ? "in_features[1]" : "in_features");
+    }
+  } else if (bipartite && xs.cols() != xd.cols()) {
+    throw DimensionMismatch("x_src has " + n_str(xs.cols()) + " columns and x_dst " + n_str(xd.cols()) +
+                                ": a layer with one in_features applies the same projection to both; create it with "
+                                "in_features=(F_src, F_dst)",
+                            xs.cols(), xd.cols());
+  }
   if (graph.has_edge_features()) {
     if (!graph_config_.edge_dim)
       throw InvalidInput("the graph has edge features but this layer has edge_dim=None: create it with edge_dim=" +
-                         std::to_string(graph.edge_feature_dim()) +
+                         n_str(graph.edge_feature_dim()) +
                          " to use them, or build the GraphStructure without edge_features");
     if (graph.edge_feature_dim() != *graph_config_.edge_dim)
-      throw DimensionMismatch("edge_features has " + std::to_string(graph.edge_feature_dim()) +
-                                  " columns, but this layer has edge_dim=" + std::to_string(*graph_config_.edge_dim) +
-                                  ": give [E, " + std::to_string(*graph_config_.edge_dim) + "] edge features",
+      throw DimensionMismatch("edge_features has " + n_str(graph.edge_feature_dim()) +
+                                  " columns, but this layer has edge_dim=" + n_str(*graph_config_.edge_dim) +
+                                  ": give [E, " + n_str(*graph_config_.edge_dim) + "] edge features",
                               *graph_config_.edge_dim, graph.edge_feature_dim());
   }
+  if (options.has_targets)
+    for (std::size_t k = 0; k < options.targets.size(); ++k) {
+      const std::int64_t t = options.targets[k];
+      if (t < 0 || t >= g.num_nodes)
+        throw InvalidInput("targets[" + std::to_string(k) + "] = " + n_str(t) +
+                           " is out of range: target ids must be in [0, " + n_str(g.num_nodes) + ")");
+    }
   const std::int64_t hc = static_cast<std::int64_t>(config_.num_heads) * config_.head_dim;
-  memory::checked_elements(x.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
-  memory::checked_elements(x.rows(), out_features(), "output", "use fewer nodes, heads or channels");
+  memory::checked_elements(xs.rows(), hc, "transformed node features", "use fewer nodes, heads or channels");
+  memory::checked_elements(options.has_targets ? static_cast<std::int64_t>(options.targets.size()) : xd.rows(),
+                           out_features(), "output", "use fewer nodes, heads or channels");
   if (graph.has_edge_features() && graph_config_.variant == GraphVariant::Gat)
     memory::checked_elements(g.num_edges, config_.num_heads, "edge scores", "use fewer edges or heads");
   if (options.need_weights)
@@ -116,58 +175,223 @@ void parallel_blocks(std::size_t rows, std::size_t block, Fn fn) {
   if (failed.load()) throw std::bad_alloc();
 }
 
+// The edge features of each target's added self-loop, [n, de], as PyG's add_self_loops
+// (fill_value): a reduction over the target's ordinary in-edges (CSR order, summed in double),
+// 0 for a target with none (1 for Mul), or the constant.
+void fill_loop_features(const detail::GraphCsr& g, const float* features, std::size_t de, FillMode mode,
+                        double constant, float* out) {
+  const std::size_t n = static_cast<std::size_t>(g.num_nodes);
+  std::vector<double> acc(de);
+  for (std::size_t i = 0; i < n; ++i) {
+    float* row = out + i * de;
+    const std::int64_t begin = g.indptr[i], end = g.indptr[i + 1];
+    if (mode == FillMode::Constant) {
+      std::fill(row, row + de, static_cast<float>(constant));
+      continue;
+    }
+    if (begin == end) {
+      std::fill(row, row + de, mode == FillMode::Mul ? 1.0f : 0.0f);
+      continue;
+    }
+    const float* first = features + static_cast<std::size_t>(g.edge_id[static_cast<std::size_t>(begin)]) * de;
+    for (std::size_t c = 0; c < de; ++c) acc[c] = mode == FillMode::Mean || mode == FillMode::Add ? 0.0 : first[c];
+    for (std::int64_t p = mode == FillMode::Mean || mode == FillMode::Add ? begin : begin + 1; p < end; ++p) {
+      const float* f = features + static_cast<std::size_t>(g.edge_id[static_cast<std::size_t>(p)]) * de;
+      for (std::size_t c = 0; c < de; ++c) switch (mode) {
+          case FillMode::Max: acc[c] = std::max(acc[c], static_cast<double>(f[c])); break;
+          case FillMode::Min: acc[c] = std::min(acc[c], static_cast<double>(f[c])); break;
+          case FillMode::Mul: acc[c] *= f[c]; break;
+          default: acc[c] += f[c]; break;
+        }
+    }
+    const double count = mode == FillMode::Mean ? static_cast<double>(end - begin) : 1.0;
+    for (std::size_t c = 0; c < de; ++c) row[c] = static_cast<float>(acc[c] / count);
+  }
+}
+
+// The part of a graph some targets need: their in-edges, renumbered. Targets are the distinct
+// ids in ascending order (so those with an added self-loop, ids below min(N_src, N_dst), come
+// first); sources the distinct source rows their edges read, in first-use order.
+struct TargetGraph {
+  detail::GraphCsr csr;
+  std::vector<std::int64_t> targets;      // local target → global id
+  std::vector<std::int64_t> sources;      // local source → global id
+  std::vector<std::int64_t> loop_source;  // [loop_nodes] local source row of target i's self-loops
+  std::vector<std::int64_t> edge_global;  // compact edge id → given edge id
+  std::size_t loop_nodes = 0;
+  RowMatrixXf edge_features;  // compact rows, [edges, de] (with edge features)
+};
+
+TargetGraph target_graph(const GraphStructure& graph, const std::vector<std::int64_t>& wanted, bool add_self_loops) {
+  const detail::GraphCsr& g = graph.csr();
+  TargetGraph t;
+  t.targets = wanted;
+  std::sort(t.targets.begin(), t.targets.end());
+  t.targets.erase(std::unique(t.targets.begin(), t.targets.end()), t.targets.end());
+  const std::size_t n = t.targets.size();
+  t.loop_nodes = static_cast<std::size_t>(
+      std::lower_bound(t.targets.begin(), t.targets.end(), loop_nodes_of(g)) - t.targets.begin());
+  const bool keep_loops = !add_self_loops && g.num_self_loops > 0;
+  const bool self_rows = add_self_loops || keep_loops;
+  // Local source ids in first-use order, through a map of 8 bytes per source node (its fill is
+  // the only O(N) step, a few tens of µs on a 10⁵-node graph; sorting the sources cost more).
+  std::vector<std::int64_t> local_of(static_cast<std::size_t>(g.num_sources), -1);
+  const auto local = [&](std::int64_t s) {
+    std::int64_t& id = local_of[static_cast<std::size_t>(s)];
+    if (id < 0) {
+      id = static_cast<std::int64_t>(t.sources.size());
+      t.sources.push_back(s);
+    }
+    return id;
+  };
+  detail::GraphCsr& c = t.csr;
+  c.num_nodes = static_cast<std::int64_t>(n);
+  c.indptr.assign(n + 1, 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t u = t.targets[i];
+    for (std::int64_t p = g.indptr[u]; p < g.indptr[u + 1]; ++p) {
+      c.source.push_back(local(g.source[p]));
+      c.edge_id.push_back(static_cast<std::int64_t>(t.edge_global.size()));
+      t.edge_global.push_back(g.edge_id[p]);
+    }
+    c.indptr[i + 1] = static_cast<std::int64_t>(c.source.size());
+  }
+  if (keep_loops) {
+    c.loop_indptr.assign(n + 1, 0);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int64_t u = t.targets[i];
+      for (std::int64_t p = g.loop_indptr[u]; p < g.loop_indptr[u + 1]; ++p) {
+        c.loop_edge_id.push_back(static_cast<std::int64_t>(t.edge_global.size()));
+        t.edge_global.push_back(g.loop_edge_id[p]);
+      }
+      c.loop_indptr[i + 1] = static_cast<std::int64_t>(c.loop_edge_id.size());
+    }
+    c.num_self_loops = static_cast<std::int64_t>(c.loop_edge_id.size());
+  }
+  c.num_edges = static_cast<std::int64_t>(t.edge_global.size());
+  if (self_rows)
+    for (std::size_t i = 0; i < t.loop_nodes; ++i) t.loop_source.push_back(local(t.targets[i]));
+  c.num_sources = static_cast<std::int64_t>(t.sources.size());
+  if (graph.has_edge_features()) {
+    const RowMatrixXf& f = graph.edge_features();
+    t.edge_features.resize(c.num_edges, f.cols());
+    for (std::int64_t k = 0; k < c.num_edges; ++k) t.edge_features.row(k) = f.row(t.edge_global[k]);
+  }
+  return t;
+}
+
+// Rows `ids` of x, [ids.size(), x.cols()], in parallel blocks, each row requested a few rows
+// ahead (random rows of a large x miss the cache).
+RowMatrixXf gather_rows(const MatrixRef& x, const std::vector<std::int64_t>& ids) {
+  const std::size_t f = static_cast<std::size_t>(x.cols()), ld = static_cast<std::size_t>(x.outerStride());
+  RowMatrixXf out(static_cast<Index>(ids.size()), x.cols());
+  const float* base = x.data();
+  float* dst = out.data();
+  constexpr std::size_t kAhead = 8, kBlock = 512;
+  parallel_for((ids.size() + kBlock - 1) / kBlock, [&](std::size_t b) {
+    const std::size_t end = std::min(ids.size(), (b + 1) * kBlock);
+    for (std::size_t k = b * kBlock; k < end; ++k) {
+#if defined(__GNUC__) || defined(__clang__)
+      if (k + kAhead < end) {
+        const char* row = reinterpret_cast<const char*>(base + static_cast<std::size_t>(ids[k + kAhead]) * ld);
+        for (std::size_t byte = 0; byte < f * sizeof(float); byte += 64) __builtin_prefetch(row + byte, 0, 1);
+      }
+#endif
+      std::copy_n(base + static_cast<std::size_t>(ids[k]) * ld, f, dst + k * f);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure& graph,
                                         const GraphOptions& options) const {
-  validate(x, graph, options);
+  return run(x, x, graph, options, false);
+}
+
+AttentionOutput GraphAttention::compute(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                                        const GraphOptions& options) const {
+  return run(x_src, x_dst, graph, options, true);
+}
+
+AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_dst, const GraphStructure& graph,
+                                    const GraphOptions& options, bool bipartite) const {
+  check(x_src, x_dst, graph, options, bipartite);
   const bool need_weights = options.need_weights;
-  const auto params = parameters(x.cols());
+  const auto params = parameters(x_src.cols());
   const detail::GraphParameters& P = *params;
-  const detail::GraphCsr& g = graph.csr();
-  const std::size_t N = static_cast<std::size_t>(x.rows()), F = static_cast<std::size_t>(x.cols());
+  if (P.in_features_dst != x_dst.cols()) check(x_src, x_dst, graph, options, bipartite);  // fixed meanwhile
+  const GraphConfig& o = graph_config_;
   const std::size_t H = static_cast<std::size_t>(config_.num_heads), C = static_cast<std::size_t>(config_.head_dim);
-  const std::size_t HC = H * C;
-  const bool v2 = graph_config_.variant == GraphVariant::GatV2;
-  const bool edge_terms = graph.has_edge_features();  // validate: then edge_dim matches
+  const std::size_t HC = H * C, out_cols = static_cast<std::size_t>(out_features());
+  const bool v2 = o.variant == GraphVariant::GatV2;
+  const bool pair = o.in_features_dst.has_value();
+  const bool edge_terms = graph.has_edge_features();  // check: then edge_dim matches
+
+  // Only some targets: the part of the graph they need, with the rows it reads gathered, so
+  // that the cost follows their in-edges (never N).
+  std::optional<TargetGraph> part;
+  RowMatrixXf xs_part, xd_part;
+  std::optional<MatrixRef> xs_ref, xd_ref;
+  if (options.has_targets) {
+    part = target_graph(graph, options.targets, o.add_self_loops);
+    xs_part = gather_rows(x_src, part->sources);
+    xd_part = gather_rows(x_dst, part->targets);
+    xs_ref.emplace(xs_part);
+    xd_ref.emplace(xd_part);
+  }
+  const MatrixRef& xs = part ? *xs_ref : x_src;
+  const MatrixRef& xd = part ? *xd_ref : x_dst;
+  const detail::GraphCsr& g = part ? part->csr : graph.csr();
+  const std::size_t Ns = static_cast<std::size_t>(g.num_sources), Nt = static_cast<std::size_t>(g.num_nodes);
+  const std::size_t Fs = static_cast<std::size_t>(xs.cols()), Fd = static_cast<std::size_t>(xd.cols());
+  const std::size_t loop_nodes = part ? part->loop_nodes : static_cast<std::size_t>(loop_nodes_of(g));
 
   AttentionOutput out;
-  out.values = memory::output_matrix(x.rows(), out_features());
+  out.values = memory::output_matrix(part ? static_cast<Index>(options.targets.size()) : static_cast<Index>(Nt),
+                                     static_cast<Index>(out_cols));
   memory::advise_huge_pages(out.values.data(), static_cast<std::size_t>(out.values.size()) * sizeof(float));
+  RowMatrixXf part_out;  // the distinct targets' rows, before they are put in the asked order
+  if (part) part_out.resize(static_cast<Index>(Nt), static_cast<Index>(out_cols));
+  float* rows_out = part ? part_out.data() : out.values.data();
 
   simd::GatParams kp;
   kp.heads = H;
   kp.channels = C;
   kp.v2 = v2;
-  kp.concat = graph_config_.concat;
-  kp.negative_slope = static_cast<float>(graph_config_.negative_slope);
+  kp.concat = o.concat;
+  kp.negative_slope = static_cast<float>(o.negative_slope);
   kp.indptr = g.indptr.data();
   kp.source = g.source.data();
   kp.edge_id = g.edge_id.data();
-  kp.add_self_loops = graph_config_.add_self_loops;
-  if (!graph_config_.add_self_loops && g.num_self_loops > 0) {
+  kp.add_self_loops = o.add_self_loops;
+  kp.loop_nodes = loop_nodes;
+  kp.loop_source = part && !part->loop_source.empty() ? part->loop_source.data() : nullptr;
+  if (!o.add_self_loops && g.num_self_loops > 0) {
     kp.loop_indptr = g.loop_indptr.data();
     kp.loop_edge_id = g.loop_edge_id.data();
   }
-  kp.bias = config_.use_bias ? P.named.at("bias").data() : nullptr;
-  kp.out = out.values.data();
-  kp.ldo = static_cast<std::size_t>(out_features());
+  const float* bias = config_.use_bias ? P.named.at("bias").data() : nullptr;
+  kp.bias = o.residual ? nullptr : bias;  // with a residual, added after it (PyG's order)
+  kp.out = rows_out;
+  kp.ldo = out_cols;
 
   const simd::GraphKernels& kernels = simd::active_kernels().graph;
   // The only [N, H·C] temporary: the transformed source rows, gathered by the edge kernel.
-  memory::FloatBuffer transformed(N * HC);
-  memory::FloatBuffer node_alpha(v2 ? 0 : 2 * N * H);
+  memory::FloatBuffer transformed(Ns * HC);
+  memory::FloatBuffer node_alpha(v2 ? 0 : 2 * Ns * H);
   memory::FloatBuffer edge_alpha(!v2 && edge_terms ? static_cast<std::size_t>(g.num_edges) * H : 0);
-  memory::FloatBuffer loop_alpha(!v2 && edge_terms && graph_config_.add_self_loops ? N * H : 0);
+  memory::FloatBuffer loop_alpha(!v2 && edge_terms && o.add_self_loops ? Nt * H : 0);
 
   // x' = x·Wᵀ (GAT) or x·W_lᵀ + b_l (GATv2) by row blocks; GAT also takes the per-node halves
   // of its scores (α_src = x'·att_src, α_dst = x'·att_dst) while each block is in cache.
   simd::GatTransform t;
-  t.x = x.data();
-  t.ld_x = static_cast<std::size_t>(x.outerStride());
-  t.weight = P.named.at(v2 ? "lin_l.weight" : "lin.weight").data();
+  t.x = xs.data();
+  t.ld_x = static_cast<std::size_t>(xs.outerStride());
+  t.weight = P.named.at(v2 ? "lin_l.weight" : pair ? "lin_src.weight" : "lin.weight").data();
   t.bias = v2 && config_.use_bias ? P.named.at("lin_l.bias").data() : nullptr;
-  t.in_features = F;
+  t.in_features = Fs;
   t.heads = H;
   t.channels = C;
   t.out = transformed.get();
@@ -176,88 +400,149 @@ AttentionOutput GraphAttention::compute(const MatrixRef& x, const GraphStructure
     t.att_src = P.named.at("att_src").data();
     t.att_dst = P.named.at("att_dst").data();
     t.alpha_src = node_alpha.get();
-    t.alpha_dst = node_alpha.get() + N * H;
+    t.alpha_dst = node_alpha.get() + Ns * H;
   }
-  parallel_blocks(N, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(t, r0, r1); });
+  parallel_blocks(Ns, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(t, r0, r1); });
 
   kp.x_src = transformed.get();
   kp.ld_src = HC;
+  // GAT's target halves: from the same transform when the targets are the source rows and
+  // share its projection, else from the targets' own rows (x_dst·W_dstᵀ, then ·att_dst).
+  // (Some targets of a layer with self-loops: each target is also a source row, its own
+  // self-loop's, so its half is there already.)
+  const bool reuse_dst = !v2 && part && !bipartite && !pair && o.add_self_loops;
+  const bool own_dst = !v2 && (bipartite || pair || part) && !reuse_dst;
+  memory::FloatBuffer dst_rows(own_dst ? Nt * HC : 0);
+  memory::FloatBuffer dst_alpha(own_dst ? 2 * Nt * H : reuse_dst ? Nt * H : 0);
+  // Self-loop edge features for other fill modes, or for some targets only.
+  RowMatrixXf loop_features;
+  const float* edge_rows = nullptr;
+  const float* loop_rows = nullptr;
+  if (edge_terms) {
+    edge_rows = part ? part->edge_features.data() : graph.edge_features().data();
+    if (o.add_self_loops) {
+      if (!part && o.fill_mode == FillMode::Mean) {
+        loop_rows = graph.self_loop_features().data();
+      } else {
+        const std::size_t de = static_cast<std::size_t>(*o.edge_dim);
+        loop_features.resize(static_cast<Index>(Nt), static_cast<Index>(de));
+        fill_loop_features(g, edge_rows, de, o.fill_mode, o.fill_value, loop_features.data());
+        loop_rows = loop_features.data();
+      }
+    }
+  }
   if (!v2) {
     kp.alpha_src = t.alpha_src;
     kp.alpha_dst = t.alpha_dst;
+    if (reuse_dst) {
+      for (std::size_t i = 0; i < Nt; ++i)
+        std::copy_n(t.alpha_dst + static_cast<std::size_t>(part->loop_source[i]) * H, H, dst_alpha.get() + i * H);
+      kp.alpha_dst = dst_alpha.get();
+    } else if (own_dst) {
+      simd::GatTransform d = t;
+      d.x = xd.data();
+      d.ld_x = static_cast<std::size_t>(xd.outerStride());
+      d.weight = P.named.at(pair ? "lin_dst.weight" : "lin.weight").data();
+      d.in_features = Fd;
+      d.out = dst_rows.get();
+      d.alpha_src = dst_alpha.get() + Nt * H;  // unused
+      d.alpha_dst = dst_alpha.get();
+      parallel_blocks(Nt, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(d, r0, r1); });
+      kp.alpha_dst = d.alpha_dst;
+    }
     if (edge_terms) {
       // α_edge = (f·W_eᵀ)·att_edge per head = f·(W_eᵀ att_edge): [E, H], never [E, H·C].
-      const std::size_t de = static_cast<std::size_t>(*graph_config_.edge_dim);
-      detail::gemm(graph.edge_features().data(), de, P.edge_att.data(), H, false, edge_alpha.get(), H,
+      const std::size_t de = static_cast<std::size_t>(*o.edge_dim);
+      detail::gemm(edge_rows, de, P.edge_att.data(), H, false, edge_alpha.get(), H,
                    static_cast<std::size_t>(g.num_edges), H, de, nullptr);
-      if (graph_config_.add_self_loops)
-        detail::gemm(graph.self_loop_features().data(), de, P.edge_att.data(), H, false, loop_alpha.get(), H, N, H, de,
-                     nullptr);
+      if (o.add_self_loops)
+        detail::gemm(loop_rows, de, P.edge_att.data(), H, false, loop_alpha.get(), H, Nt, H, de, nullptr);
       kp.edge_alpha = edge_alpha.get();
       kp.loop_alpha = loop_alpha.get();
     }
   } else {
     kp.att = P.named.at("att").data();
-    kp.x = t.x;
-    kp.ld_x = t.ld_x;
-    kp.in_features = F;
-    kp.w_dst = P.named.at("lin_r.weight").data();
-    kp.b_dst = config_.use_bias ? P.named.at("lin_r.bias").data() : nullptr;
+    kp.x = xd.data();
+    kp.ld_x = static_cast<std::size_t>(xd.outerStride());
+    kp.in_features = Fd;
+    const char* right = o.share_weights ? "lin_l" : "lin_r";
+    kp.w_dst = P.named.at(std::string(right) + ".weight").data();
+    kp.b_dst = config_.use_bias ? P.named.at(std::string(right) + ".bias").data() : nullptr;
     if (edge_terms) {
-      kp.edge_features = graph.edge_features().data();
-      kp.ld_ef = static_cast<std::size_t>(*graph_config_.edge_dim);
-      kp.loop_features = graph_config_.add_self_loops ? graph.self_loop_features().data() : nullptr;
+      kp.edge_features = edge_rows;
+      kp.ld_ef = static_cast<std::size_t>(*o.edge_dim);
+      kp.loop_features = o.add_self_loops ? loop_rows : nullptr;
       kp.edge_proj = P.edge_proj.data();
-      kp.edge_dim = static_cast<std::size_t>(*graph_config_.edge_dim);
+      kp.edge_dim = static_cast<std::size_t>(*o.edge_dim);
     }
   }
 
-  const std::int64_t used = used_edges(g, graph_config_.add_self_loops);
+  const std::int64_t used = o.add_self_loops ? g.num_ordinary_edges() + static_cast<std::int64_t>(loop_nodes)
+                                             : g.num_edges;
   if (need_weights) {
     out.weights = memory::output_matrix(used, static_cast<Index>(H));
     memory::advise_huge_pages(out.weights.data(), static_cast<std::size_t>(out.weights.size()) * sizeof(float));
     out.weights_shape = {used, static_cast<Index>(H)};
     kp.weights = out.weights.data();
-    kp.out_row = graph_config_.add_self_loops && !g.kept_rank.empty() ? g.kept_rank.data() : nullptr;
+    kp.out_row = o.add_self_loops && !g.kept_rank.empty() ? g.kept_rank.data() : nullptr;
     kp.loop_row0 = static_cast<std::size_t>(g.num_ordinary_edges());
   }
 
   // A GATv2 target also costs its row's transform (F·H·C multiply-adds, ~F/4 edges' worth)
   // and H·C floats of task scratch: at most ~1 MiB of them per task.
   const std::vector<std::size_t> bounds =
-      v2 ? target_ranges(g, 1.0 + static_cast<double>(F) / 4.0, std::max<std::size_t>(1, (std::size_t{1} << 18) / HC))
-         : target_ranges(g, 1.0, N + 1);
+      v2 ? target_ranges(g, 1.0 + static_cast<double>(Fd) / 4.0, std::max<std::size_t>(1, (std::size_t{1} << 18) / HC))
+         : target_ranges(g, 1.0, Nt + 1);
   std::atomic<bool> failed{false};
   parallel_for(bounds.size() - 1, [&](std::size_t r) {
     if (!kernels.gat(kp, bounds[r], bounds[r + 1])) failed.store(true, std::memory_order_relaxed);
   });
   if (failed.load()) throw std::bad_alloc();  // a task's scratch could not be allocated
 
+  if (o.residual) {  // out = aggregation + x_dst·resᵀ (+ bias), PyG's order
+    memory::FloatBuffer res(Nt * out_cols);
+    detail::gemm(xd.data(), static_cast<std::size_t>(xd.outerStride()), P.named.at("res.weight").data(), Fd, true,
+                 res.get(), out_cols, Nt, out_cols, Fd, nullptr);
+    for (std::size_t i = 0; i < Nt; ++i) {
+      float* row = rows_out + i * out_cols;
+      const float* r = res.get() + i * out_cols;
+      for (std::size_t c = 0; c < out_cols; ++c) row[c] = bias ? (row[c] + r[c]) + bias[c] : row[c] + r[c];
+    }
+  }
+  if (part)  // the asked order, repeats included
+    for (std::size_t k = 0; k < options.targets.size(); ++k) {
+      const auto i = std::lower_bound(part->targets.begin(), part->targets.end(), options.targets[k]) -
+                     part->targets.begin();
+      out.values.row(static_cast<Index>(k)) = part_out.row(static_cast<Index>(i));
+    }
+
   if (need_weights) {
-    // The edge list the coefficients belong to, in the same (PyG's) order.
+    // The edge list the coefficients belong to, in the same order (PyG's for the whole graph).
     RowMatrixXi64 edges(used, 2);
     for (std::int64_t i = 0; i < g.num_nodes; ++i) {
+      const std::int64_t node = part ? part->targets[static_cast<std::size_t>(i)] : i;
       for (std::int64_t p = g.indptr[i]; p < g.indptr[i + 1]; ++p) {
         const std::int64_t row = kp.out_row ? kp.out_row[p] : g.edge_id[p];
-        edges(row, 0) = g.source[p];
-        edges(row, 1) = i;
+        edges(row, 0) = part ? part->sources[static_cast<std::size_t>(g.source[p])] : g.source[p];
+        edges(row, 1) = node;
       }
       if (kp.loop_indptr)
         for (std::int64_t p = g.loop_indptr[i]; p < g.loop_indptr[i + 1]; ++p)
-          edges.row(g.loop_edge_id[p]).setConstant(i);
-      if (graph_config_.add_self_loops) edges.row(g.num_ordinary_edges() + i).setConstant(i);
+          edges.row(g.loop_edge_id[p]).setConstant(node);
+      if (o.add_self_loops && static_cast<std::size_t>(i) < loop_nodes)
+        edges.row(g.num_ordinary_edges() + i).setConstant(node);
     }
     out.metadata["edges"] = std::move(edges);
   }
+  const detail::GraphCsr& whole = graph.csr();
   out.metadata["attention_type"] = std::string("graph");
-  out.metadata["num_nodes"] = static_cast<std::int64_t>(g.num_nodes);
-  out.metadata["num_edges"] = static_cast<std::int64_t>(g.num_edges);
+  out.metadata["num_nodes"] = static_cast<std::int64_t>(whole.num_nodes);
+  out.metadata["num_edges"] = static_cast<std::int64_t>(whole.num_edges);
   out.metadata["num_heads"] = static_cast<std::int64_t>(H);
-  out.metadata["variant"] = std::string(variant_name(graph_config_.variant));
-  out.metadata["concat"] = graph_config_.concat;
+  out.metadata["variant"] = std::string(variant_name(o.variant));
+  out.metadata["concat"] = o.concat;
   out.metadata["simd_backend"] = std::string(backend_name(simd_backend()));
   return out;
 }
-
 
 }  // namespace ruvector

@@ -17,8 +17,10 @@ namespace ruvector::detail {
 // are split into ordinary edges (source != target) and given self-loops, so that a layer may
 // drop the latter (add_self_loops) or keep them, without rebuilding anything.
 struct GraphCsr {
-  std::int64_t num_nodes = 0;
-  std::int64_t num_edges = 0;  // as given, self-loops included
+  std::int64_t num_nodes = 0;    // targets (N_dst)
+  std::int64_t num_sources = 0;  // N_src (= num_nodes unless bipartite)
+  bool bipartite = false;        // built with a pair of node counts
+  std::int64_t num_edges = 0;    // as given, self-loops included
   // Ordinary edges grouped by target: those of node i are [indptr[i], indptr[i+1]), in the
   // order they were given.
   std::vector<std::int64_t> indptr;   // [N + 1]
@@ -37,7 +39,8 @@ struct GraphCsr {
 
 
 struct GraphParameters {
-  std::int64_t in_features = 0;
+  std::int64_t in_features = 0;      // F_src
+  std::int64_t in_features_dst = 0;  // F_dst (= F_src unless a pair was given)
   // By PyG's names, each as a matrix of its last dimension's width: [H, C] for a [1, H, C]
   // attention vector, [1, n] for a vector [n], [out, in] for a Linear weight.
   std::map<std::string, RowMatrixXf> named;

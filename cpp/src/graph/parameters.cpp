@@ -1,6 +1,7 @@
 // GraphAttention's parameters: PyG's state_dict names and shapes, seeded Glorot initialisation
 // (lazy until in_features is known), get/set_weights, and the kernel-ready forms of the edge
 // terms, replaced whole under the layer's mutex.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -29,6 +30,17 @@ void GraphConfig::validate() const {
     throw InvalidConfig("negative_slope must be a finite number, got " + std::to_string(negative_slope));
   if (edge_dim && *edge_dim < 1)
     throw InvalidConfig("edge_dim must be >= 1 (or None without edge features), got " + std::to_string(*edge_dim));
+  if (in_features_dst && !in_features)
+    throw InvalidConfig("in_features_dst is set without in_features: give in_features as a pair (F_src, F_dst)");
+  if (in_features_dst && *in_features_dst < 0)
+    throw InvalidConfig("in_features (F_src, F_dst) must be >= 0, got F_dst=" + std::to_string(*in_features_dst));
+  if (share_weights && variant != GraphVariant::GatV2)
+    throw InvalidConfig("share_weights is a GATv2 option (GATv2Conv's lin_r = lin_l): use variant=\"gatv2\" or "
+                        "share_weights=False");
+  if (share_weights && in_features_dst && *in_features_dst != *in_features)
+    throw InvalidConfig("share_weights=True applies lin_l to both x_src and x_dst, so in_features (" +
+                        std::to_string(*in_features) + ", " + std::to_string(*in_features_dst) +
+                        ") must have equal widths: give one int or share_weights=False");
 }
 
 namespace {
@@ -65,27 +77,44 @@ double glorot_bound(Index a, Index b) {
 }
 
 // The matrix shape [rows, cols] of every parameter this layer has.
+// (With share_weights, lin_r.* are not among them: they name lin_l.*, see alias_of.)
 std::map<std::string, std::pair<Index, Index>> expected_shapes(const AttentionConfig& c, const GraphConfig& o,
-                                                               std::int64_t in_features) {
+                                                               std::int64_t in_src, std::int64_t in_dst) {
   const Index H = c.num_heads, C = c.head_dim, HC = H * C, out = o.concat ? HC : C;
   std::map<std::string, std::pair<Index, Index>> s;
   if (o.variant == GraphVariant::Gat) {
-    s["lin.weight"] = {HC, in_features};
+    if (o.in_features_dst) {
+      s["lin_src.weight"] = {HC, in_src};
+      s["lin_dst.weight"] = {HC, in_dst};
+    } else {
+      s["lin.weight"] = {HC, in_src};
+    }
     s["att_src"] = {H, C};
     s["att_dst"] = {H, C};
     if (o.edge_dim) s["att_edge"] = {H, C};
   } else {
-    s["lin_l.weight"] = {HC, in_features};
-    s["lin_r.weight"] = {HC, in_features};
-    if (c.use_bias) {
-      s["lin_l.bias"] = {1, HC};
-      s["lin_r.bias"] = {1, HC};
+    s["lin_l.weight"] = {HC, in_src};
+    if (c.use_bias) s["lin_l.bias"] = {1, HC};
+    if (!o.share_weights) {
+      s["lin_r.weight"] = {HC, in_dst};
+      if (c.use_bias) s["lin_r.bias"] = {1, HC};
     }
     s["att"] = {H, C};
   }
   if (o.edge_dim) s["lin_edge.weight"] = {HC, *o.edge_dim};
+  if (o.residual) s["res.weight"] = {out, in_dst};
   if (c.use_bias) s["bias"] = {1, out};
   return s;
+}
+
+// With share_weights, GATv2Conv's lin_r is lin_l: its state_dict holds both names.
+std::string alias_of(const GraphConfig& o, const std::string& name) {
+  if (o.share_weights && name.rfind("lin_r.", 0) == 0) return "lin_l." + name.substr(6);
+  return name;
+}
+
+std::int64_t dst_width(const GraphConfig& o, std::int64_t in_src) {
+  return o.in_features_dst.value_or(in_src);
 }
 
 bool is_head_tensor(const std::string& name) {
@@ -102,17 +131,11 @@ std::vector<Index> pyg_shape(const std::string& name, Index rows, Index cols) {
   return {rows, cols};
 }
 
-std::string names_of(const std::map<std::string, std::pair<Index, Index>>& shapes) {
-  std::string s;
-  for (const auto& [name, shape] : shapes) s += (s.empty() ? "" : ", ") + name;
-  return s;
-}
-
 // Glorot weights as PyG's reset_parameters (att and Linear weights glorot, Linear biases
 // uniform(±1/√in), output bias zeros), drawn from the seed.
 Matrices initial_weights(const AttentionConfig& c, const GraphConfig& o, std::int64_t in_features) {
   Matrices w;
-  for (const auto& [name, shape] : expected_shapes(c, o, in_features)) {
+  for (const auto& [name, shape] : expected_shapes(c, o, in_features, dst_width(o, in_features))) {
     memory::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
                              "use a smaller in_features (input width), or fewer heads or channels");
     if (name == "bias")
@@ -130,6 +153,7 @@ std::shared_ptr<const Parameters> make_parameters(const AttentionConfig& c, cons
                                                   std::int64_t in_features, Matrices named) {
   auto p = std::make_shared<Parameters>();
   p->in_features = in_features;
+  p->in_features_dst = dst_width(o, in_features);
   p->named = std::move(named);
   const Index H = c.num_heads, C = c.head_dim;
   if (o.edge_dim) {
@@ -194,6 +218,12 @@ std::optional<std::int64_t> GraphAttention::in_features() const {
   return std::nullopt;
 }
 
+std::optional<std::int64_t> GraphAttention::in_features_dst() const {
+  auto p = snapshot();
+  if (p) return p->in_features_dst;
+  return std::nullopt;
+}
+
 std::shared_ptr<const detail::GraphParameters> GraphAttention::parameters(std::int64_t in_features) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (params_) {
@@ -223,31 +253,54 @@ void GraphAttention::initialize(std::int64_t in_features) const {
 
 std::vector<std::string> GraphAttention::weight_names() const {
   std::vector<std::string> names;
-  for (const auto& [name, shape] : expected_shapes(config_, graph_config_, 0)) names.push_back(name);
+  for (const auto& [name, shape] : expected_shapes(config_, graph_config_, 0, 0)) {
+    names.push_back(name);
+    if (graph_config_.share_weights && name.rfind("lin_l.", 0) == 0) names.push_back("lin_r." + name.substr(6));
+  }
+  std::sort(names.begin(), names.end());
   return names;
 }
 
 StateDict GraphAttention::get_weights() const {
   StateDict d;
   if (const auto p = snapshot())
-    for (const auto& [name, m] : p->named) d[name] = Parameter{pyg_shape(name, m.rows(), m.cols()), m};
+    for (const auto& [name, m] : p->named) {
+      d[name] = Parameter{pyg_shape(name, m.rows(), m.cols()), m};
+      if (graph_config_.share_weights && name.rfind("lin_l.", 0) == 0)
+        d["lin_r." + name.substr(6)] = Parameter{pyg_shape(name, m.rows(), m.cols()), m};
+    }
   return d;
 }
 
-void GraphAttention::set_weights(const StateDict& weights) {
-  const auto known = expected_shapes(config_, graph_config_, 0);  // names do not depend on in_features
-  for (const auto& [name, value] : weights)
-    if (known.find(name) == known.end())
-      throw InvalidInput("unknown weight '" + name + "': this " +
+void GraphAttention::set_weights(const StateDict& given) {
+  const auto known = expected_shapes(config_, graph_config_, 0, 0);  // names do not depend on in_features
+  StateDict weights;  // by canonical name (share_weights: lin_r.* is lin_l.*)
+  for (const auto& [given_name, value] : given) {
+    const std::string name = alias_of(graph_config_, given_name);
+    if (known.find(name) == known.end()) {
+      std::string all;
+      for (const auto& n : weight_names()) all += (all.empty() ? "" : ", ") + n;
+      throw InvalidInput("unknown weight '" + given_name + "': this " +
                          (graph_config_.variant == GraphVariant::Gat ? "GATConv" : "GATv2Conv") + "-style layer has " +
-                         names_of(known));
+                         all);
+    }
+    auto [it, fresh] = weights.emplace(name, value);
+    if (!fresh && (it->second.shape != value.shape || it->second.data.rows() != value.data.rows() ||
+                   it->second.data.cols() != value.data.cols() || it->second.data != value.data))
+      throw InvalidInput("share_weights=True: " + given_name + " must equal " + name +
+                         " (GATv2Conv's lin_r is lin_l), got different values");
+  }
   std::lock_guard<std::mutex> update(update_mutex_);
   auto current = snapshot();
   // in_features: fixed already, or taken from the input projection(s) given here.
   std::optional<std::int64_t> in;
   if (current) in = current->in_features;
-  const char* const projections[] = {"lin.weight", "lin_l.weight", "lin_r.weight"};
+  if (graph_config_.in_features) in = *graph_config_.in_features;  // a pair fixes both widths up front
+  // Without a pair the destination side has the same width, so every projection fixes it.
+  const bool pair = graph_config_.in_features_dst.has_value();
+  const char* const projections[] = {"lin.weight", "lin_src.weight", "lin_l.weight", "lin_r.weight", "res.weight"};
   for (const char* name : projections) {
+    if (pair && std::string(name) != "lin_src.weight" && std::string(name) != "lin_l.weight") continue;
     auto it = weights.find(name);
     if (it == weights.end()) continue;
     const std::int64_t cols = it->second.shape.empty() ? 0 : it->second.shape.back();
@@ -259,7 +312,8 @@ void GraphAttention::set_weights(const StateDict& weights) {
                               *in, cols);
     in = cols;
   }
-  const auto shapes = expected_shapes(config_, graph_config_, in.value_or(0));
+  const std::int64_t in_src = in.value_or(0);
+  const auto shapes = expected_shapes(config_, graph_config_, in_src, dst_width(graph_config_, in_src));
   for (const auto& [name, value] : weights) {
     const auto& [rows, cols] = shapes.at(name);
     const std::vector<Index> expected = pyg_shape(name, rows, cols);
@@ -272,7 +326,7 @@ void GraphAttention::set_weights(const StateDict& weights) {
   if (!in)
     throw InvalidInput(std::string("this layer has no weights yet (in_features=None and never called): include ") +
                        (graph_config_.variant == GraphVariant::Gat ? "lin.weight" : "lin_l.weight and lin_r.weight") +
-                       ", which fix in_features");
+                       ", which fix in_features (or create it with in_features=F)");
   Matrices named = current ? current->named : initial_weights(config_, graph_config_, *in);
   for (const auto& [name, value] : weights) named[name] = detail::parameter_matrix(value);
   auto fresh = make_parameters(config_, graph_config_, *in, std::move(named));

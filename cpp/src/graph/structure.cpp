@@ -50,8 +50,15 @@ GraphStructure::GraphStructure() {
 GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptrdiff_t source_stride,
                                            const std::int64_t* targets, std::ptrdiff_t target_stride,
                                            std::int64_t num_edges, std::int64_t num_nodes, const float* edge_features,
-                                           std::int64_t feature_dim, std::int64_t feature_stride) {
+                                           std::int64_t feature_dim, std::int64_t feature_stride,
+                                           std::int64_t num_sources) {
   if (num_nodes < 0) throw InvalidInput("num_nodes must be >= 0, got " + std::to_string(num_nodes));
+  const bool bipartite = num_sources >= 0;
+  if (num_sources < -1)
+    throw InvalidInput("the number of source nodes must be >= 0, got " + std::to_string(num_sources));
+  if (!bipartite) num_sources = num_nodes;
+  if (num_sources > std::numeric_limits<std::int64_t>::max() / 16)
+    throw InvalidInput("num_nodes " + std::to_string(num_sources) + " is too large for a graph index; check num_nodes");
   if (num_edges < 0) throw InvalidInput("the number of edges must be >= 0, got " + std::to_string(num_edges));
   if (num_edges > 0 && (sources == nullptr || targets == nullptr))
     throw InvalidInput("from_arrays: sources and targets must point to num_edges indices, got a null pointer for " +
@@ -76,6 +83,8 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
   auto data = std::make_shared<Data>();
   detail::GraphCsr& g = data->csr;
   g.num_nodes = num_nodes;
+  g.num_sources = num_sources;
+  g.bipartite = bipartite;
   g.num_edges = num_edges;
   const std::size_t n = static_cast<std::size_t>(num_nodes);
 
@@ -84,7 +93,7 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
   std::vector<std::int64_t> loop_count;
   for (std::int64_t e = 0; e < num_edges; ++e) {
     const std::int64_t s = sources[e * source_stride], t = targets[e * target_stride];
-    check_index(s, e, "source", num_nodes);
+    check_index(s, e, "source", num_sources);
     check_index(t, e, "target", num_nodes);
     if (s == t) {
       if (loop_count.empty()) loop_count.assign(n + 1, 0);
@@ -96,7 +105,10 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
   }
   for (std::size_t i = 0; i < n; ++i) g.indptr[i + 1] += g.indptr[i];
 
-  // Pass 2: stable placement (edges of one target keep their given order).
+  // Pass 2: stable placement (edges of one target keep their given order). The indices are
+  // read again, and the caller may have changed them since pass 1 (another thread writing
+  // the array while the GIL is released): every value and slot is checked again, so that a
+  // change gives an error, never a write out of bounds.
   const std::size_t nnz = static_cast<std::size_t>(g.indptr[n]);
   g.source.resize(nnz);
   g.edge_id.resize(nnz);
@@ -106,20 +118,31 @@ GraphStructure GraphStructure::from_arrays(const std::int64_t* sources, std::ptr
     g.loop_indptr = loop_count;
     g.loop_edge_id.resize(static_cast<std::size_t>(g.num_self_loops));
   }
+  const auto changed = [] {
+    return InvalidInput(
+        "the edge array changed during the call (another thread wrote it while the graph was built): "
+        "do not modify an array while ruvector reads it");
+  };
   std::vector<std::int64_t> next(g.indptr.begin(), g.indptr.end() - 1);
-  std::int64_t rank = 0;
+  std::int64_t rank = 0, loops = 0;
   for (std::int64_t e = 0; e < num_edges; ++e) {
     const std::int64_t s = sources[e * source_stride], t = targets[e * target_stride];
+    if (s < 0 || s >= num_sources || t < 0 || t >= num_nodes) throw changed();
+    const std::size_t ti = static_cast<std::size_t>(t);
     if (s == t) {
-      g.loop_edge_id[static_cast<std::size_t>(loop_count[static_cast<std::size_t>(t)]++)] = e;
+      if (g.loop_indptr.empty() || loop_count[ti] >= g.loop_indptr[ti + 1]) throw changed();
+      g.loop_edge_id[static_cast<std::size_t>(loop_count[ti]++)] = e;
+      ++loops;
     } else {
-      const std::size_t pos = static_cast<std::size_t>(next[static_cast<std::size_t>(t)]++);
+      if (next[ti] >= g.indptr[ti + 1]) throw changed();
+      const std::size_t pos = static_cast<std::size_t>(next[ti]++);
       g.source[pos] = s;
       g.edge_id[pos] = e;
       if (!g.kept_rank.empty()) g.kept_rank[pos] = rank;
       ++rank;
     }
   }
+  if (loops != g.num_self_loops || static_cast<std::size_t>(rank) != nnz) throw changed();
 
   if (edge_features) {
     data->has_features = true;
@@ -207,6 +230,12 @@ GraphStructure GraphStructure::from_edge_index(const Eigen::Ref<const RowMatrixX
 
 std::int64_t GraphStructure::num_nodes() const noexcept {
   return data_->csr.num_nodes;
+}
+std::int64_t GraphStructure::num_sources() const noexcept {
+  return data_->csr.num_sources;
+}
+bool GraphStructure::bipartite() const noexcept {
+  return data_->csr.bipartite;
 }
 std::int64_t GraphStructure::num_edges() const noexcept {
   return data_->csr.num_edges;

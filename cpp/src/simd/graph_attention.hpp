@@ -251,16 +251,17 @@ template <class Fn>
 inline void for_each_edge(const GatParams& p, std::size_t i, Fn fn) noexcept {
   std::size_t k = 0;
   for (std::int64_t e = p.indptr[i]; e < p.indptr[i + 1]; ++e) fn(k++, EdgeRef{p.source[e], p.edge_id[e], e});
+  const std::int64_t self = p.loop_source ? p.loop_source[i] : static_cast<std::int64_t>(i);
   if (p.loop_indptr)
     for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e)
-      fn(k++, EdgeRef{static_cast<std::int64_t>(i), p.loop_edge_id[e], -1});
-  if (p.add_self_loops) fn(k++, EdgeRef{static_cast<std::int64_t>(i), -1, -1});
+      fn(k++, EdgeRef{self, p.loop_edge_id[e], -1});
+  if (p.add_self_loops && i < p.loop_nodes) fn(k++, EdgeRef{self, -1, -1});
 }
 
 std::size_t edges_of(const GatParams& p, std::size_t i) noexcept {
   std::size_t n = static_cast<std::size_t>(p.indptr[i + 1] - p.indptr[i]);
   if (p.loop_indptr) n += static_cast<std::size_t>(p.loop_indptr[i + 1] - p.loop_indptr[i]);
-  return n + (p.add_self_loops ? 1 : 0);
+  return n + (p.add_self_loops && i < p.loop_nodes ? 1 : 0);
 }
 
 // GAT: e = LeakyReLU(α_src[j] + α_dst[i] (+ α_edge)), per head.
@@ -400,7 +401,7 @@ void write_weights(const GatParams& p, std::size_t i, const float* s) noexcept {
   if (p.loop_indptr)
     for (std::int64_t e = p.loop_indptr[i]; e < p.loop_indptr[i + 1]; ++e)
       put(static_cast<std::size_t>(p.loop_edge_id[e]), k++);
-  if (p.add_self_loops) put(p.loop_row0 + i, k);
+  if (p.add_self_loops && i < p.loop_nodes) put(p.loop_row0 + i, k);
 }
 
 bool gat_kernel(const GatParams& p, std::size_t node_begin, std::size_t node_end) noexcept {

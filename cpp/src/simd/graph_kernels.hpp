@@ -25,6 +25,10 @@ struct GatParams {
   const std::int64_t* loop_indptr = nullptr;  // given self-loops kept (null: none)
   const std::int64_t* loop_edge_id = nullptr;
   bool add_self_loops = true;
+  // Targets i < loop_nodes have an added self-loop (bipartite: ids below min(N_src, N_dst)).
+  std::size_t loop_nodes = static_cast<std::size_t>(-1);
+  // The source row of target i's self-loops (given or added), for i < loop_nodes; null: i.
+  const std::int64_t* loop_source = nullptr;
 
   // Node terms. GAT: x_src = x·Wᵀ [N, ld_src]; alpha_src/alpha_dst [N, H] its per-head scores.
   // GATv2: x_src = x·W_lᵀ + b_l; att [H·C]; the target rows x·W_rᵀ + b_r are computed per
@@ -58,7 +62,7 @@ struct GatParams {
 
   // Attention coefficients (null: not wanted). Row of an ordinary edge: out_row[p] (null:
   // edge_id[p]); of a kept given self-loop: its edge id; of node i's added self-loop:
-  // loop_row0 + i.
+  // loop_row0 + i (i < loop_nodes).
   float* weights = nullptr;
   const std::int64_t* out_row = nullptr;
   std::size_t loop_row0 = 0;
