@@ -77,6 +77,17 @@ CASES: dict[str, Case] = {
         ),
         lambda layer, rng: layer.compute(randn(rng, 20, 10), graph(rng, 20, 50, edge_dim=4)),
     ),
+    "gatv2_pyg_options": (
+        lambda: rv.GraphAttention(
+            {"num_heads": 2, "head_dim": 4},
+            in_features=7,
+            edge_dim=3,
+            variant="gatv2",
+            fill_value="max",
+            residual=True,
+        ),
+        lambda layer, rng: layer.compute(randn(rng, 15, 7), graph(rng, 15, 40, edge_dim=3)),
+    ),
     "gat_no_self_loops": (
         lambda: rv.GraphAttention({"num_heads": 2, "head_dim": 6}, in_features=9, add_self_loops=False),
         lambda layer, rng: layer.compute(randn(rng, 15, 9), graph(rng, 15, 60)),
