@@ -75,7 +75,8 @@ FloatArray to_edge_features(py::handle obj) {
       py::array a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
       const char kind = a.dtype().kind();
       if (a.ndim() == 1 && (kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b')) src = a.attr("reshape")(-1, 1);
-    } catch (py::error_already_set&) {
+    } catch (py::error_already_set& e) {
+      if (!is_input_error(e)) throw;  // Ctrl-C, MemoryError: not the input's fault
       // ragged and other malformed input: to_float_array below reports it
     }
   }

@@ -275,6 +275,10 @@ def test_base_exceptions_pass_through_conversions_unchanged(error):
         lambda: rv.AttentionConfig(num_heads=bad, head_dim=4),
         lambda: rv.set_num_threads(bad),
         lambda: rv.BatchConfig(num_threads=bad),
+        lambda: rv.GraphStructure(np.array([[0, 1]]), bad),
+        lambda: rv.GraphStructure(bad, 3),
+        lambda: rv.GraphAttention(cfg, in_features=bad),
+        lambda: rv.GraphStructure(np.array([[0, 1]]), 3, edge_features=[bad]),
     ]:
         with pytest.raises(error):
             call()

@@ -161,12 +161,15 @@ elif target == "dot_async":
         check(lambda: a.compute_batch_async([q], [k], [v]))
 elif target == "multi_head":
     @run
-    @given(FIELD, FIELD, FIELD, arrays(), arrays(), arrays(), st.one_of(st.none(), arrays()), st.one_of(st.none(), arrays()))
-    def t(heads, dim, embed, q, k, v, key_padding_mask, attn_mask):
+    @given(FIELD, FIELD, FIELD, arrays(), arrays(), arrays(), st.one_of(st.none(), arrays()), st.booleans())
+    def t(heads, dim, embed, q, k, v, mask, causal):
         def call():
             layer = rv.MultiHeadAttention(config(heads, dim), embed_dim=embed)
-            return layer.compute(q, k, v, key_padding_mask=key_padding_mask, attn_mask=attn_mask)
+            return layer.compute(q, k, v, mask=mask, causal=causal)
         check(call)
+        sane, x = rv.MultiHeadAttention(rv.AttentionConfig(num_heads=2, head_dim=4), embed_dim=8), np.ones((3, 8))
+        check(lambda: sane.compute(q, x, x))  # one hostile argument at a time
+        check(lambda: sane.compute(x, x, x, mask=mask, causal=causal))
 elif target == "graph":
     @run
     @given(FIELD, FIELD, FIELD, arrays(), st.one_of(arrays(), st.just(np.array([[0, 1], [1, 0]]))),
@@ -176,6 +179,10 @@ elif target == "graph":
             layer = rv.GraphAttention(config(heads, dim), in_features=in_features, variant=variant)
             return layer.compute(x, edges, edge_features=edge_features)
         check(call)
+        sane = rv.GraphAttention(rv.AttentionConfig(num_heads=2, head_dim=4), in_features=3)
+        ok_x, ok_edges = np.ones((4, 3), np.float32), np.array([[0, 1], [1, 2], [3, 0]])
+        check(lambda: sane.compute(x, ok_edges))  # one hostile argument at a time
+        check(lambda: sane.compute(ok_x, edges))
 elif target == "graph_structure":
     @run
     @given(st.one_of(arrays(), st.lists(st.tuples(INTS, INTS), max_size=4)), FIELD, st.one_of(st.none(), arrays()))
@@ -187,7 +194,7 @@ elif target == "temporal":
     @given(arrays(), st.one_of(st.none(), arrays()), FIELD)
     def t(seq, ts, window):
         check(lambda: rv.TemporalAttention(rv.AttentionConfig(num_heads=1, head_dim=4)).compute(seq, ts))
-        check(lambda: rv.TemporalAttention(rv.AttentionConfig(num_heads=1, head_dim=4), window_size=window))
+        check(lambda: rv.TemporalAttention(rv.AttentionConfig(num_heads=1, head_dim=4), window=window))
 elif target == "hierarchical":
     @run
     @given(st.lists(arrays(), max_size=3), st.one_of(st.none(), arrays()))
