@@ -37,7 +37,7 @@ TARGETS = [
 # ---------------------------------------------------------------------------------------------
 # The child: hypothesis over one target, printing a JSON summary as its last line.
 
-CHILD = r'''
+CHILD = r"""
 import asyncio, json, pickle, sys, traceback
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -241,7 +241,7 @@ elif target == "weights":
 
 t()
 print(json.dumps(stats))
-'''
+"""
 
 
 @pytest.mark.parametrize("target", TARGETS)
