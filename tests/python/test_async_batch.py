@@ -879,12 +879,24 @@ def test_loops_closed_with_calls_in_flight_release_them(path, monkeypatch):
         time.sleep(0.3)  # the pool finishes the abandoned calls
         gc.collect()
 
-    runs(20)
-    fds0, rss0 = _fds_and_rss()
+    fds0, _ = _fds_and_rss()
+
+    def settled() -> tuple[int, float]:  # the abandoned calls may still run on a slow machine
+        deadline = time.monotonic() + 60
+        fds, rss = _fds_and_rss()
+        while fds - fds0 > 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            gc.collect()
+            fds, rss = _fds_and_rss()
+        return fds, rss
+
+    runs(100)  # warm-up: fills the output cache (64 MB of recycled outputs) and the pool
+    _, rss0 = settled()
     runs(150)
-    fds1, rss1 = _fds_and_rss()
+    fds1, rss1 = settled()
     assert fds1 - fds0 <= 4, (fds0, fds1)
-    assert rss1 - rss0 < 40, (rss0, rss1)  # a leak of the inputs alone: 150 MB
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan's quarantine keeps freed memory
+        assert rss1 - rss0 < 40, (rss0, rss1)  # a leak of the inputs alone: 150 MB
 
 
 # ---------------------------------------------------------------------------------------------
