@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -96,6 +97,38 @@ const bool g_gate_atfork_registered = [] {
 #endif
 
 class CompletionChannel;
+struct AsyncCall;
+
+// Finished calls that nobody awaits any more (cancelled, or their loop is gone). A worker
+// cannot drop their Python references (inputs, outputs) without the GIL and must never wait
+// for it, so it parks them here and asks the interpreter (Py_AddPendingCall) to release them
+// soon on the main thread; every submit releases them too. Never destroyed, like g_gate, and
+// replaced in a forked child (a worker may have held the mutex at the fork).
+struct Orphans {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<AsyncCall>> calls;
+};
+Orphans* g_orphans = new Orphans();
+
+// GIL held: drops the parked calls (their inputs, outputs and channels).
+int release_orphans(void* = nullptr) {
+  std::vector<std::shared_ptr<AsyncCall>> calls;
+  {
+    std::lock_guard<std::mutex> lock(g_orphans->mutex);
+    calls.swap(g_orphans->calls);
+  }
+  return 0;  // `calls` goes here, with the GIL
+}
+
+// Without the GIL (a pool worker): parks `call` for release_orphans.
+void release_later(std::shared_ptr<AsyncCall>&& call) noexcept;
+
+#if defined(__unix__) || defined(__APPLE__)
+const bool g_orphans_atfork_registered = [] {
+  pthread_atfork(nullptr, nullptr, [] { g_orphans = new Orphans(); });
+  return true;
+}();
+#endif
 
 // One compute_async / compute_batch_async chunk in flight. Shared by the pool task, the
 // Python ticket and (once done) a completion channel; its Python references are dropped only
@@ -119,6 +152,21 @@ struct AsyncCall {
     callback = py::object();
   }
 };
+
+void release_later(std::shared_ptr<AsyncCall>&& call) noexcept {
+  bool first = false;
+  try {
+    std::lock_guard<std::mutex> lock(g_orphans->mutex);
+    first = g_orphans->calls.empty();
+    g_orphans->calls.push_back(std::move(call));
+  } catch (...) {  // no memory to park it: leak it rather than touch Python without the GIL
+    new (std::nothrow) std::shared_ptr<AsyncCall>(std::move(call));
+    return;
+  }
+  // At exit nobody runs pending calls: the parked calls are left to the process's end. When
+  // the pending-call queue is full, the next submit releases them.
+  if (first && !python_exiting() && !interpreter_finalizing()) Py_AddPendingCall(&release_orphans, nullptr);
+}
 
 // Ticket of an async call (ruvector._native._AsyncTicket): cancel() skips the items that have
 // not started and drops the result; the work in progress finishes harmlessly.
@@ -173,6 +221,7 @@ class CompletionChannel {
       ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on));
 #endif
     }
+    owner_ = ::getpid();
 #else
     throw ComputationError("async completion channels need POSIX sockets; use the callback path");
 #endif
@@ -189,24 +238,36 @@ class CompletionChannel {
   // The descriptor the event loop watches.
   int fileno() const { return read_fd_; }
 
-  // When the loop is gone. The write end stays open while calls in flight may write to it
-  // (until the last of them lets go of the channel), so its number is never reused meanwhile.
+  // When the loop is gone (GIL held): the calls finished meanwhile are dropped, the ones
+  // still running are released when they finish. The write end stays open while calls in
+  // flight may write to it (until the last of them lets go of the channel), so its number is
+  // never reused meanwhile.
   void close_reader() {
 #if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
     if (read_fd_ >= 0) ::close(read_fd_);
 #endif
     read_fd_ = -1;
+    std::vector<std::shared_ptr<AsyncCall>> done;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+      done.swap(done_);
+    }
   }
 
-  // On a pool worker, without the GIL. Takes the worker's reference to the call.
-  void push(std::shared_ptr<AsyncCall>&& call) noexcept {
+  // On a pool worker, without the GIL. Takes the worker's reference to the call; a call
+  // nobody awaits (cancelled, or its loop gone) is released instead of queued.
+  void push(std::shared_ptr<AsyncCall>&& call, bool cancelled) noexcept {
     bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      done_.push_back(std::move(call));
-      wake = !signaled_;
-      signaled_ = true;
+      if (!closed_ && !cancelled) {
+        done_.push_back(std::move(call));
+        wake = !signaled_;
+        signaled_ = true;
+      }
     }
+    if (call) release_later(std::move(call));
     if (wake) signal();
   }
 
@@ -214,7 +275,9 @@ class CompletionChannel {
   void drain() {
 #if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
     char bytes[256];
-    if (read_fd_ >= 0)
+    // In a forked child that still runs the parent's loop, the socket is the parent's: reading
+    // it would take the parent's wake-ups (the child's calls use a channel of their own).
+    if (read_fd_ >= 0 && ::getpid() == owner_)
       while (::recv(read_fd_, bytes, sizeof(bytes), 0) == static_cast<ssize_t>(sizeof(bytes))) {
       }
 #endif
@@ -264,8 +327,12 @@ class CompletionChannel {
   std::mutex mutex_;
   std::vector<std::shared_ptr<AsyncCall>> done_;
   bool signaled_ = false;
+  bool closed_ = false;
   int read_fd_ = -1;
   int write_fd_ = -1;
+#if defined(RUVECTOR_HAS_COMPLETION_CHANNEL)
+  pid_t owner_ = 0;
+#endif
 };
 
 // Runs on a pool worker: computes, then hands the call back (through its channel, or with
@@ -280,7 +347,8 @@ void finish_async_call(std::shared_ptr<AsyncCall> call) {
     // The call keeps its channel alive until the loop drained it; a channel holds no Python
     // object, so this worker may be the one that destroys it.
     const std::shared_ptr<CompletionChannel> keep = call->channel;
-    channel->push(std::move(call));
+    const bool cancelled = call->cancelled.load();
+    channel->push(std::move(call), cancelled);
     return;
   }
   if (!g_gate->enter()) {  // the interpreter is exiting: nobody awaits; leak
@@ -303,6 +371,7 @@ std::shared_ptr<AsyncCall> new_async_call(const py::sequence& handles, std::size
 }
 
 AsyncTicket start(std::shared_ptr<AsyncCall> call) {
+  release_orphans();
   AsyncTicket ticket{call};
   submit([call = std::move(call)]() mutable { finish_async_call(std::move(call)); });
   return ticket;
@@ -312,7 +381,13 @@ AsyncTicket start(std::shared_ptr<AsyncCall> call) {
 
 void register_async_channel(py::module_& m) {
   py::class_<AsyncTicket>(m, "_AsyncTicket", "An async call in flight (internal).")
-      .def("cancel", [](AsyncTicket& t) { t.call->cancelled.store(true); })
+      .def("cancel",
+           [](AsyncTicket& t) {  // GIL held, as every user of the future and the callback
+             t.call->cancelled.store(true);
+             // Nobody awaits the result: let the future (and through it the loop) go now.
+             t.call->future = py::object();
+             t.call->callback = py::object();
+           })
       .def_property_readonly("cancelled", [](const AsyncTicket& t) { return t.call->cancelled.load(); });
 
   m.def(

@@ -72,6 +72,20 @@ FloatArray to_vector(py::handle obj, const char* name, const char* shape_hint);
 py::array_t<double> to_double_vector(py::handle obj, const char* name, const char* shape_hint,
                                      bool shift_integers = false);
 
+// An integer field (Python ints, NumPy integers) in [low, high]: anything else, and a huge
+// value, is an InvalidConfigError naming the field rather than pybind11's TypeError.
+long long int_field(py::handle value, const char* field, long long low, long long high);
+
+// Whether a Python error raised while reading an argument is the argument's fault (to report
+// as InvalidInput / InvalidConfig); KeyboardInterrupt, MemoryError, SystemExit, ... are not and
+// pass through unchanged.
+bool is_input_error(const py::error_already_set& e);
+
+// The (name, array) pairs of a set_weights mapping, names checked to be strings; a non-mapping,
+// an items() that raises or gives anything but pairs is InvalidInput. `what`: the method whose
+// output it should look like ("get_weights()").
+std::vector<py::tuple> weight_items(py::handle obj, const char* what);
+
 // The config argument of every constructor: AttentionConfig, dict or None.
 AttentionConfig to_config(py::handle obj);
 

@@ -1,6 +1,8 @@
 // Module-level functions of docs/contract.md §2: features, SIMD backend, thread pool.
 #include <pybind11/stl.h>
 
+#include <limits>
+
 #include "common.hpp"
 #include "ruvector/errors.hpp"
 #include "ruvector/simd.hpp"
@@ -18,9 +20,8 @@ void register_core(py::module_& m) {
   m.def("get_num_threads", &get_num_threads, "Size of the process-wide C++ thread pool.");
   m.def(
       "set_num_threads",
-      [](long long n) {
-        if (n < 1) throw InvalidConfig("num_threads must be >= 1, got " + std::to_string(n));
-        set_num_threads(static_cast<std::size_t>(n));
+      [](py::handle n) {
+        set_num_threads(static_cast<std::size_t>(int_field(n, "num_threads", 1, std::numeric_limits<int>::max())));
       },
       py::arg("n"), "Resize the process-wide C++ thread pool (n >= 1).");
   m.def("_init_from_env", [] {

@@ -1,7 +1,10 @@
 // DotProductAttention binding.
 #include "ruvector/dot_product.hpp"
 
+#include <algorithm>
+
 #include "mechanism.hpp"
+#include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
@@ -46,6 +49,14 @@ std::vector<DotProductCall> convert_stacked(py::handle queries, py::handle keys,
     throw InvalidInput("batch inputs have different lengths queries=" + std::to_string(b) +
                        ", keys=" + std::to_string(k.shape[0]) + ", values=" + std::to_string(v.shape[0]) +
                        ": give one entry per item in each");
+  // The whole batch before any of it is allocated: per item a job, its Python handle and
+  // output (~2 KB measured) plus its values and weights (issue 19: 10^6 tiny items took 2 GB).
+  const Index lq = q.shape[1], lk = k.shape[1];
+  const double per_item = 512.0 + static_cast<double>(lq) * static_cast<double>(v.shape[2]) +
+                          (need_weights ? static_cast<double>(lq) * static_cast<double>(lk) : 0.0);
+  memory::checked_elements(b, static_cast<std::int64_t>(std::min(per_item, 4e18)),
+                           "compute_batch on stacked inputs (every item's output and bookkeeping)",
+                           "split the batch into several calls, or pass need_weights=False");
   const MaskArray shared_mask = to_mask(mask, "mask");
   std::vector<DotProductCall> calls;
   calls.reserve(static_cast<std::size_t>(b));

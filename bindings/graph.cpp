@@ -26,8 +26,8 @@ std::int64_t to_num_nodes(py::handle obj) {
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
     throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));
   PyObject* index = PyNumber_Index(obj.ptr());
-  if (index == nullptr) {  // an __index__ that raised
-    PyErr_Clear();
+  if (index == nullptr) {  // an __index__ that raised: Ctrl-C and MemoryError pass through
+    if (py::error_already_set e; !is_input_error(e)) throw std::move(e);
     throw InvalidInput("num_nodes must be an integer >= 0, got " + type_name(obj));
   }
   const long long n = PyLong_AsLongLong(py::reinterpret_steal<py::object>(index).ptr());
@@ -71,6 +71,7 @@ py::array_t<std::int64_t> to_index_array(py::handle obj, const char* name, const
   try {
     a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
   } catch (py::error_already_set& e) {
+    if (!is_input_error(e)) throw;
     throw InvalidInput(std::string(name) + " could not be read as an integer array " + shape_hint + ": " + e.what());
   }
   const char kind = a.dtype().kind();
@@ -96,7 +97,8 @@ FloatArray to_edge_features(py::handle obj) {
       py::array a = py::reinterpret_borrow<py::array>(numpy().attr("asarray")(obj));
       const char kind = a.dtype().kind();
       if (a.ndim() == 1 && (kind == 'f' || kind == 'i' || kind == 'u' || kind == 'b')) src = a.attr("reshape")(-1, 1);
-    } catch (py::error_already_set&) {
+    } catch (py::error_already_set& e) {
+      if (!is_input_error(e)) throw;  // Ctrl-C, MemoryError: not the input's fault
       // ragged and other malformed input: to_float_array below reports it
     }
   }
@@ -260,8 +262,8 @@ std::optional<std::int64_t> to_optional_count(py::handle obj, const char* name) 
   if (py::isinstance<py::bool_>(obj) || !PyIndex_Check(obj.ptr()))
     throw InvalidConfig(std::string(name) + " must be an integer or None, got " + type_name(obj));
   PyObject* index = PyNumber_Index(obj.ptr());
-  if (index == nullptr) {  // an __index__ that raised
-    PyErr_Clear();
+  if (index == nullptr) {  // an __index__ that raised: Ctrl-C and MemoryError pass through
+    if (py::error_already_set e; !is_input_error(e)) throw std::move(e);
     throw InvalidConfig(std::string(name) + " must be an integer or None, got " + type_name(obj));
   }
   const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(index).ptr());
@@ -390,13 +392,8 @@ Parameter weight_from_python(const std::string& name, py::handle value) {
 }
 
 StateDict weights_from_python(const GraphAttention& layer, py::handle obj) {
-  if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
-    throw InvalidInput("weights must be a dict of name → array (as get_weights() returns), got " + type_name(obj));
   StateDict w;
-  for (py::handle item : obj.attr("items")()) {
-    auto pair = py::reinterpret_borrow<py::tuple>(item);
-    if (!py::isinstance<py::str>(pair[0]))
-      throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
+  for (const py::tuple& pair : weight_items(obj, "get_weights()")) {
     const std::string name = pair[0].cast<std::string>();
     const auto names = layer.weight_names();
     // An unknown name goes through unconverted: set_weights reports it, listing the names.

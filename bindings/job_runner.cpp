@@ -70,11 +70,14 @@ void set_python_exiting() noexcept {
 }
 
 ReleaseGil::~ReleaseGil() noexcept(false) {
-  bool finalizing = python_exiting();
+  // Only once the interpreter finalises, not from ruvector's atexit hook on: atexit handlers
+  // registered before `import ruvector` run after that hook and may call ruvector on threads
+  // (issue 19). A thread that comes back between the two checks is ended by CPython's
+  // pthread_exit, which this destructor lets through.
 #if PY_VERSION_HEX >= 0x030D0000
-  finalizing = finalizing || Py_IsFinalizing();
+  const bool finalizing = Py_IsFinalizing();
 #else
-  finalizing = finalizing || _Py_IsFinalizing();
+  const bool finalizing = _Py_IsFinalizing();
 #endif
   // Never the main thread: it is the one shutting Python down (or running atexit handlers).
   if (finalizing && PyThread_get_thread_ident() != g_main_thread.load(std::memory_order_relaxed))

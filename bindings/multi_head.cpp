@@ -2,6 +2,7 @@
 // weights (dicts of NumPy arrays) and pickling with config and weights.
 #include <pybind11/stl.h>
 
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -84,15 +85,9 @@ py::dict get_weights(const MultiHeadAttention& a) {
 // A mapping of name → array-like, read with the ranks this layer expects (unknown names are
 // passed on as they are, so that set_weights reports them with the list of valid names).
 StateDict to_state_dict(const MultiHeadAttention& a, py::handle obj) {
-  if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
-    throw InvalidInput("weights must be a dict of name → array (as get_weights() or torch's state_dict() give), got " +
-                       type_name(obj));
   const auto shapes = a.weight_shapes();
   StateDict state;
-  for (py::handle item : obj.attr("items")()) {
-    auto pair = py::reinterpret_borrow<py::tuple>(item);
-    if (!py::isinstance<py::str>(pair[0]))
-      throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
+  for (const py::tuple& pair : weight_items(obj, "get_weights() or torch's state_dict()")) {
     const std::string name = py::str(pair[0]);
     std::vector<Index> expected;
     for (const auto& [n, s] : shapes)
@@ -118,9 +113,17 @@ void register_multi_head(py::module_& m) {
   py::class_<MultiHeadAttention> cls(m, "MultiHeadAttention",
                                      "torch.nn.MultiheadAttention's layer: in-projections, per-head fused "
                                      "attention, out-projection; weights under torch's state_dict names.");
-  cls.def(py::init([](py::handle config, std::optional<Index> embed_dim, std::optional<Index> kdim,
-                      std::optional<Index> vdim, bool add_bias_kv, bool add_zero_attn) {
-            return MultiHeadAttention(to_config(config), embed_dim, kdim, vdim, add_bias_kv, add_zero_attn);
+  cls.def(py::init([](py::handle config, py::handle embed_dim, py::handle kdim, py::handle vdim, bool add_bias_kv,
+                      bool add_zero_attn) {
+            const auto width = [](py::handle v, const char* name) -> std::optional<Index> {
+              if (v.is_none()) return std::nullopt;
+              if (py::isinstance<py::bool_>(v) || !PyIndex_Check(v.ptr()))  // as the signature says
+                throw py::type_error(std::string(name) + " must be an int or None, got " + type_name(v));
+              // an integer out of range: InvalidConfigError naming it (pybind11 gave a TypeError)
+              return int_field(v, name, std::numeric_limits<Index>::min(), std::numeric_limits<Index>::max());
+            };
+            return MultiHeadAttention(to_config(config), width(embed_dim, "embed_dim"), width(kdim, "kdim"),
+                                      width(vdim, "vdim"), add_bias_kv, add_zero_attn);
           }),
           py::arg("config") = py::none(), py::kw_only(), py::arg("embed_dim") = py::none(),
           py::arg("kdim") = py::none(), py::arg("vdim") = py::none(), py::arg("add_bias_kv") = false,

@@ -41,14 +41,20 @@ py::dict config_dict(const AttentionConfig& c) {
   return d;
 }
 
-// An integer field: Python ints and NumPy integers, range-checked here so that a huge value
-// is an InvalidConfigError naming the field rather than an overflow TypeError.
+}  // namespace
+
+bool is_input_error(const py::error_already_set& e) {
+  return !e.matches(PyExc_KeyboardInterrupt) && !e.matches(PyExc_MemoryError) && !e.matches(PyExc_SystemExit) &&
+         !e.matches(PyExc_GeneratorExit) && !e.matches(PyExc_RecursionError);
+}
+
 long long int_field(py::handle value, const char* field, long long low, long long high) {
   if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
     throw InvalidConfig(std::string(field) + " must be an integer, got " + type_name(value));
   PyObject* as_index = PyNumber_Index(value.ptr());
-  if (as_index == nullptr) {  // an __index__ that raised
-    PyErr_Clear();
+  if (as_index == nullptr) {  // an __index__ that raised: Ctrl-C and MemoryError pass through
+    py::error_already_set e;
+    if (!is_input_error(e)) throw std::move(e);
     throw InvalidConfig(std::string(field) + " must be an integer, got " + type_name(value));
   }
   py::int_ index = py::reinterpret_steal<py::int_>(as_index);
@@ -60,12 +66,37 @@ long long int_field(py::handle value, const char* field, long long low, long lon
   return v;
 }
 
+std::vector<py::tuple> weight_items(py::handle obj, const char* what) {
+  if (!py::isinstance<py::dict>(obj) && !py::hasattr(obj, "items"))
+    throw InvalidInput(std::string("weights must be a dict of name → array (as ") + what + " gives), got " +
+                       type_name(obj));
+  std::vector<py::tuple> pairs;
+  try {
+    for (py::handle item : obj.attr("items")()) {
+      if (!py::isinstance<py::tuple>(item) || py::len(item) != 2)
+        throw InvalidInput("weights.items() must give (name, array) pairs, got a " + type_name(item));
+      auto pair = py::reinterpret_borrow<py::tuple>(item);
+      if (!py::isinstance<py::str>(pair[0]))
+        throw InvalidInput("weight names must be strings, got " + type_name(pair[0]));
+      pairs.push_back(std::move(pair));
+    }
+  } catch (py::error_already_set& e) {  // items() that raised, or gave no iterable
+    if (!is_input_error(e)) throw;
+    throw InvalidInput(std::string("weights must be a dict of name → array (as ") + what +
+                       " gives): reading its items failed with " + e.what());
+  }
+  return pairs;
+}
+
+namespace {
+
 std::uint64_t seed_field(py::handle value) {
   if (py::isinstance<py::bool_>(value) || !PyIndex_Check(value.ptr()))
     throw InvalidConfig("seed must be an integer, got " + type_name(value));
   PyObject* as_index = PyNumber_Index(value.ptr());
-  if (as_index == nullptr) {  // an __index__ that raised
-    PyErr_Clear();
+  if (as_index == nullptr) {  // an __index__ that raised: Ctrl-C and MemoryError pass through
+    py::error_already_set e;
+    if (!is_input_error(e)) throw std::move(e);
     throw InvalidConfig("seed must be an integer, got " + type_name(value));
   }
   py::int_ index = py::reinterpret_steal<py::int_>(as_index);
@@ -81,7 +112,8 @@ double real_field(py::handle value, const char* field) {
     throw InvalidConfig(std::string(field) + " must be a real number, got " + type_name(value));
   const double v = PyFloat_AsDouble(value.ptr());
   if (v == -1.0 && PyErr_Occurred()) {  // no __float__, one that raised, or beyond float range
-    PyErr_Clear();
+    py::error_already_set e;
+    if (!is_input_error(e)) throw std::move(e);
     throw InvalidConfig(std::string(field) + " must be a real number within float range, got " + type_name(value));
   }
   return v;

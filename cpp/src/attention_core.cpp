@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <new>
 #include <string>
 
@@ -108,10 +109,15 @@ void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t l
   if (mask.rows > 1 && mask.stride < mask.cols)
     throw InvalidInput("mask stride " + std::to_string(mask.stride) + " is smaller than its " +
                        std::to_string(mask.cols) + " columns: pass the number of elements between rows");
+  // Element counts for the error, saturated: shapes of 2^33 x 2^33 overflow int64 (UBSan).
+  const auto count = [](Index a, Index b) {
+    constexpr Index kMax = std::numeric_limits<Index>::max();
+    return a <= 0 || b <= 0 ? Index{0} : a > kMax / b ? kMax : a * b;
+  };
   if (mask.rows != lq || mask.cols != lk)
     throw DimensionMismatch(
         "mask has shape " + shape_str({mask.rows, mask.cols}) + ", expected [Lq, Lk] = " + shape_str({lq, lk}) + note,
-        lq * lk, mask.rows * mask.cols);
+        count(lq, lk), count(mask.rows, mask.cols));
 }
 
 }  // namespace ruvector::detail

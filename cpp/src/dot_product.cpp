@@ -67,7 +67,10 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   p.mask = detail::flash_mask(opt.mask, opt.causal);
   if (opt.training && config_.dropout > 0.0)
     p.dropout = detail::flash_dropout(config_, calls_.fetch_add(1, std::memory_order_relaxed));
-  const char* backend = detail::run_flash(p);
+  // Values of width 0 and no weights: the result is empty, whatever the scores; no O(Lq·Lk) pass
+  // (and no scratch sized by the rows) for nothing (issue 19).
+  const bool empty = dv == 0 && !opt.need_weights;
+  const char* backend = empty ? backend_name(simd_backend()) : detail::run_flash(p);
 
   out.metadata["attention_type"] = std::string("dot_product");
   out.metadata["scale"] = config_.scale_for(d);

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -38,6 +39,23 @@ _channels_lock = threading.Lock()
 
 # (weak reference to the loop, its channel) of the latest call: the usual case, without a lookup.
 _last: tuple[Callable[[], Any], Any] = (lambda: None, None)
+# The process the channels belong to: a forked child that keeps running an inherited loop
+# must not read the parent's sockets (it would take the parent's wake-ups), so it makes
+# channels of its own.
+_pid = os.getpid()
+
+
+def _forget_channels() -> None:
+    """In a forked child: the inherited channels are the parent's; new calls get new ones."""
+    global _channels, _channels_lock, _last, _pid
+    _channels = weakref.WeakKeyDictionary()
+    _channels_lock = threading.Lock()  # another thread may have held it at the fork
+    _last = (lambda: None, None)
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_channels)
 
 
 def _channel_of(loop: asyncio.AbstractEventLoop) -> Any:
@@ -46,6 +64,8 @@ def _channel_of(loop: asyncio.AbstractEventLoop) -> Any:
     loop's reader resolves the futures on its own thread. None where the loop cannot watch a
     socket (e.g. Windows' proactor loop): completions then go through call_soon_threadsafe."""
     global _last
+    if _pid != os.getpid():  # forked without the at-fork hook (a C-level fork())
+        _forget_channels()
     last_loop, last_channel = _last
     if last_loop() is loop:
         return last_channel

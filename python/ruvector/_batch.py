@@ -31,23 +31,25 @@ class BatchConfig:
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise through object.__setattr__ (NumPy integers become ints)
-        object.__setattr__(self, "max_batch_size", _positive_int("max_batch_size", self.max_batch_size))
+        object.__setattr__(self, "max_batch_size", _positive_int("max_batch_size", self.max_batch_size, 2**62))
         if self.num_threads is not None:
-            object.__setattr__(self, "num_threads", _positive_int("num_threads", self.num_threads))
+            object.__setattr__(self, "num_threads", _positive_int("num_threads", self.num_threads, 2**31 - 1))
         if not isinstance(self.enable_progress, (bool, np.bool_)):
             raise InvalidConfigError(f"enable_progress must be True or False, got {self.enable_progress!r}")
         object.__setattr__(self, "enable_progress", bool(self.enable_progress))
 
 
-def _positive_int(name: str, value: Any) -> int:
+def _positive_int(name: str, value: Any, high: int) -> int:
     if isinstance(value, (bool, np.bool_)):
         raise InvalidConfigError(f"{name} must be an integer >= 1, got {value!r}")
     try:
         number = operator.index(value)
-    except TypeError:
+    except (TypeError, ValueError, OverflowError):  # Ctrl-C and MemoryError pass through
         raise InvalidConfigError(f"{name} must be an integer >= 1, got {value!r}") from None
     if number < 1:
         raise InvalidConfigError(f"{name} must be >= 1, got {number}")
+    if number > high:  # refused here, not later as a TypeError of the native call
+        raise InvalidConfigError(f"{name} must be <= {high}, got {number}")
     return number
 
 

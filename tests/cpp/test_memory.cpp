@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <fstream>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -13,6 +15,7 @@
 #include "ruvector/types.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
@@ -113,3 +116,40 @@ TEST(MemoryFork, ChildUsesTheCaches) {
 #endif
 
 }  // namespace
+
+#if defined(__linux__)
+namespace {
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+// Issue 19: a process in a nested cgroup is bounded by its own cgroup's limit and by its
+// parents', the smallest of them, not by the root files only.
+TEST(MemoryLimits, NestedCgroupLimitsAreReadUpToTheRoot) {
+  char tmpl[] = "/tmp/ruvector-cgroup-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string fs = tmpl;
+  for (const char* dir : {"/a", "/a/b", "/a/b/c", "/memory", "/memory/m", "/memory/m/n"})
+    ASSERT_EQ(::mkdir((fs + dir).c_str(), 0700), 0);
+  write_file(fs + "/memory.max", "max\n");
+  write_file(fs + "/a/memory.max", "8000000\n");
+  write_file(fs + "/a/b/memory.max", "max\n");
+  write_file(fs + "/a/b/c/memory.max", "9000000\n");
+  const std::string proc = fs + "/proc-cgroup";
+  write_file(proc, "0::/a/b/c\n");
+  EXPECT_EQ(ruvector::memory::detail::cgroup_memory_limit(fs, proc), 8000000u);  // the parent's is smaller
+  write_file(fs + "/a/b/c/memory.max", "3000000\n");
+  EXPECT_EQ(ruvector::memory::detail::cgroup_memory_limit(fs, proc), 3000000u);  // its own
+  write_file(proc, "0::/\n");
+  EXPECT_EQ(ruvector::memory::detail::cgroup_memory_limit(fs, proc), UINT64_MAX);  // none set
+  // cgroup v1: the memory controller's line, under <fs>/memory.
+  write_file(fs + "/memory/m/memory.limit_in_bytes", "5000000\n");
+  write_file(fs + "/memory/m/n/memory.limit_in_bytes", "9223372036854771712\n");
+  write_file(proc, "4:memory:/m/n\n3:cpu:/x\n");
+  EXPECT_EQ(ruvector::memory::detail::cgroup_memory_limit(fs, proc), 5000000u);
+  std::system(("rm -rf " + fs).c_str());
+}
+
+}  // namespace
+#endif

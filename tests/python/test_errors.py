@@ -184,3 +184,131 @@ def test_batch_keyword_errors_name_the_public_method_without_dumping_arrays():
     assert "array(" not in str(info.value) and "_prepare" not in str(info.value)
     with pytest.raises(TypeError, match="causal=str"):
         attn.compute_batch(list(stacked), list(stacked), list(stacked), causal="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 19 item 6: exceptions keep their type; sizes and odd objects give typed errors.
+
+
+@pytest.mark.parametrize("n", [2**63, 2**64, -(2**63) - 1])
+def test_huge_thread_counts_are_invalid_config(n):
+    before = rv.get_num_threads()
+    with pytest.raises(rv.InvalidConfigError, match="num_threads"):
+        rv.BatchConfig(num_threads=n)
+    with pytest.raises(rv.InvalidConfigError, match="num_threads"):
+        rv.set_num_threads(n)
+    assert rv.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n", [2**63, 2**64])
+def test_huge_embed_dim_is_invalid_config(n):
+    with pytest.raises(rv.InvalidConfigError, match="embed_dim"):
+        rv.MultiHeadAttention(rv.AttentionConfig(num_heads=1, head_dim=4), embed_dim=n)
+
+
+def test_graph_attention_over_zero_features_is_refused():
+    with pytest.raises(rv.InvalidConfigError, match="in_features"):
+        rv.GraphAttention(rv.AttentionConfig(num_heads=1, head_dim=4), in_features=0)
+
+
+class _ItemsRaise:
+    def items(self):
+        raise RuntimeError("broken mapping")
+
+
+class _ItemsOdd:
+    def __init__(self, items):
+        self._items = items
+
+    def items(self):
+        return self._items
+
+
+ODD_MAPPINGS = [
+    {1: np.zeros(3)},
+    _ItemsRaise(),
+    _ItemsOdd([1, 2]),
+    _ItemsOdd([("a",)]),
+    _ItemsOdd([("a", 1, 2)]),
+    _ItemsOdd(5),
+    [("in_proj_weight", np.zeros((3, 3)))],
+    42,
+]
+
+
+def _layers():
+    cfg = rv.AttentionConfig(num_heads=1, head_dim=4)
+    return [rv.MultiHeadAttention(cfg, embed_dim=4), rv.GraphAttention(cfg, in_features=3)]
+
+
+@pytest.mark.parametrize("weights", ODD_MAPPINGS, ids=lambda w: type(w).__name__)
+def test_set_weights_with_odd_mappings_is_invalid_input(weights):
+    for layer in _layers():
+        with pytest.raises(rv.InvalidInputError):
+            layer.set_weights(weights)
+
+
+class _Interrupting:
+    """An array-like whose conversion is interrupted (Ctrl-C while NumPy reads it)."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __array__(self, dtype=None, copy=None):
+        raise self.error
+
+    def __index__(self):
+        raise self.error
+
+    def items(self):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, MemoryError, SystemExit])
+def test_base_exceptions_pass_through_conversions_unchanged(error):
+    bad = _Interrupting(error())
+    cfg = rv.AttentionConfig(num_heads=1, head_dim=4)
+    for call in [
+        lambda: rv.DotProductAttention().compute(bad, X, X),
+        lambda: rv.MultiHeadAttention(cfg, embed_dim=4).set_weights(bad),
+        lambda: rv.GraphAttention(cfg, in_features=3).set_weights(bad),
+        lambda: rv.AttentionConfig(num_heads=bad, head_dim=4),
+        lambda: rv.set_num_threads(bad),
+        lambda: rv.BatchConfig(num_threads=bad),
+        lambda: rv.GraphStructure(np.array([[0, 1]]), bad),
+        lambda: rv.GraphStructure(bad, 3),
+        lambda: rv.GraphAttention(cfg, in_features=bad),
+        lambda: rv.GraphStructure(np.array([[0, 1]]), 3, edge_features=[bad]),
+    ]:
+        with pytest.raises(error):
+            call()
+
+
+def test_atexit_handler_calling_ruvector_on_a_thread_does_not_hang():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import atexit, threading
+        import numpy as np
+
+        def late():
+            import ruvector as rv
+            x = np.ones((64, 8), np.float32)
+            out = []
+            t = threading.Thread(target=lambda: out.append(rv.DotProductAttention().compute(x, x, x)))
+            t.start()
+            t.join(10)
+            print("joined", not t.is_alive(), len(out))
+
+        atexit.register(late)  # registered before the import: runs after ruvector's own hook
+        import ruvector as rv
+        x = np.ones((8, 4), np.float32)
+        rv.DotProductAttention().compute(x, x, x)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["joined", "True", "1"]

@@ -23,8 +23,8 @@
 namespace ruvector {
 
 void GraphConfig::validate() const {
-  if (in_features && *in_features < 0)
-    throw InvalidConfig("in_features must be >= 0 (or None to take it from the first call), got " +
+  if (in_features && *in_features < 1)  // a layer over no features is a mistake, not a layer
+    throw InvalidConfig("in_features must be >= 1 (or None to take it from the first call), got " +
                         std::to_string(*in_features));
   if (!std::isfinite(negative_slope))
     throw InvalidConfig("negative_slope must be a finite number, got " + std::to_string(negative_slope));
@@ -135,7 +135,12 @@ std::vector<Index> pyg_shape(const std::string& name, Index rows, Index cols) {
 // uniform(±1/√in), output bias zeros), drawn from the seed.
 Matrices initial_weights(const AttentionConfig& c, const GraphConfig& o, std::int64_t in_features) {
   Matrices w;
-  for (const auto& [name, shape] : expected_shapes(c, o, in_features, dst_width(o, in_features))) {
+  const auto shapes = expected_shapes(c, o, in_features, dst_width(o, in_features));
+  double total = 0;  // all of them together, before the first is allocated
+  for (const auto& [name, shape] : shapes) total += static_cast<double>(shape.first) * static_cast<double>(shape.second);
+  memory::checked_elements(1, static_cast<std::int64_t>(std::min(total, 4e18)), "the weights (all together)",
+                           "use a smaller in_features (input width), or fewer heads or channels");
+  for (const auto& [name, shape] : shapes) {
     memory::checked_elements(shape.first, shape.second, ("weight " + name).c_str(),
                              "use a smaller in_features (input width), or fewer heads or channels");
     if (name == "bias")
@@ -241,7 +246,9 @@ std::shared_ptr<const detail::GraphParameters> GraphAttention::parameters(std::i
 }
 
 void GraphAttention::initialize(std::int64_t in_features) const {
-  if (in_features < 0) throw InvalidConfig("in_features must be >= 0, got " + std::to_string(in_features));
+  if (in_features < 1)
+    throw InvalidConfig("in_features must be >= 1 (node features with no columns are no input), got " +
+                        std::to_string(in_features));
   const auto p = snapshot();
   if (p && p->in_features != in_features)
     throw InvalidConfig("initialize(" + std::to_string(in_features) + "): this layer's in_features is already " +

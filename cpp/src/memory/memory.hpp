@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "ruvector/types.hpp"
 
@@ -62,5 +63,12 @@ class FloatBuffer {
 // rows·cols floats, or InvalidInput (with `hint` on how to avoid it) when they cannot possibly
 // be allocated on this machine now, or when rows·cols overflows. `what` names the buffer.
 std::size_t checked_elements(std::int64_t rows, std::int64_t cols, const char* what, const char* hint);
+
+namespace detail {
+// Linux: the smallest memory limit (cgroup v2 memory.max, v1 memory.limit_in_bytes) of the
+// cgroup named in `proc_cgroup` (as /proc/self/cgroup) and its parents, under the cgroup file
+// system mounted at `cgroup_fs`; UINT64_MAX when none is set. Parameters for tests.
+std::uint64_t cgroup_memory_limit(const std::string& cgroup_fs, const std::string& proc_cgroup);
+}  // namespace detail
 
 }  // namespace ruvector::memory

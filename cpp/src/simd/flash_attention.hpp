@@ -222,7 +222,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
   FlashJob job{&p, packed.ptr, vpack, 0, 0, 0, row_max, row_sum, {false}};
   job.vp_ld = in_place ? p.ldv : NR;
   const std::size_t visible = key_end(p, p.lq);  // causal: keys past the last query are unseen
-  if (visible == 0)                              // no keys: every row attends to nothing
+  if (visible == 0 && p.dv > 0)  // no keys: every row attends to nothing (dv = 0: out may be null)
     for (std::size_t i = 0; i < p.lq; ++i) std::memset(p.out + i * p.ldo, 0, p.dv * sizeof(float));
   for (std::size_t k_begin = 0; k_begin < visible; k_begin += span) {
     const std::size_t k_end = std::min(visible, k_begin + span);
