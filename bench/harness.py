@@ -138,15 +138,27 @@ class Ceilings:
     exp_per_s: float
     exp_by: str
     bandwidth_gbs: float
+    fma_peak_gflops: float | None = None
 
     @property
     def gemm_best(self) -> float:
         return max(self.gemm_gflops.values())
 
+    @property
+    def flops_limit(self) -> float:
+        """GFLOP/s a product can reach here at most: the FMA units' peak where ruvector can
+        measure it (a GEMM probe is a floor of that, and attention kernels beat it on some
+        CPUs), else the best GEMM measured."""
+        return max(self.fma_peak_gflops or 0.0, self.gemm_best)
+
     def describe(self) -> str:
         gemm = ", ".join(f"{k} {v:.0f}" for k, v in self.gemm_gflops.items())
+        peak = ""
+        if self.fma_peak_gflops:
+            peak = f"FMA peak {self.fma_peak_gflops:.0f} GFLOP/s (registers only, the rows' limit); "
         return (
-            f"GEMM GFLOP/s (NumPy, torch: 2048³; ruvector: 1024³): {gemm}; exp ({self.exp_by}, in cache) {self.exp_per_s / 1e9:.2f} G/s; "
+            f"{peak}GEMM GFLOP/s (NumPy, torch: 2048³; ruvector: 1024³): {gemm}; "
+            f"exp ({self.exp_by}, in cache) {self.exp_per_s / 1e9:.2f} G/s; "
             f"copy bandwidth {self.bandwidth_gbs:.1f} GB/s"
         )
 
@@ -195,7 +207,8 @@ def measure_ceilings(blocks: int = 5) -> Ceilings:
     src = np.ones(1 << 26, dtype=np.float32)
     dst = np.empty_like(src)
     copy_t = time_blocks({"copy": lambda: np.copyto(dst, src)}, blocks=3, calls=2)["copy"]
-    _ceilings = Ceilings(gemm, exp_rate, exp_by, 2 * src.nbytes / copy_t.median / 1e9)
+    peak = _native._fma_peak_gflops(0.2) if hasattr(_native, "_fma_peak_gflops") else None
+    _ceilings = Ceilings(gemm, exp_rate, exp_by, 2 * src.nbytes / copy_t.median / 1e9, peak)
     return _ceilings
 
 
@@ -205,11 +218,11 @@ def ceilings() -> Ceilings:
 
 
 def limit_seconds(flops: float, exps: float = 0.0, bytes_moved: float = 0.0) -> float:
-    """The time a workload would take at this run's ceilings: its multiply-adds at the best GEMM
-    rate, its exponentials at the exp rate and the bytes it must read or write at the copy
-    bandwidth, one after the other (an attention call overlaps little of them)."""
+    """The time a workload would take at this run's ceilings: its multiply-adds at the FMA
+    units' peak, its exponentials at the exp rate and the bytes it must read or write at the
+    copy bandwidth, one after the other (an attention call overlaps little of them)."""
     c = ceilings()
-    return flops / (c.gemm_best * 1e9) + exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
+    return flops / (c.flops_limit * 1e9) + exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
 
 
 def amx_tile_rates(seconds: float = 0.002) -> list[float]:

@@ -96,9 +96,9 @@ def write_markdown(
         command,
         "```",
         "",
-        "Each ratio is ruvector's time over the peer's on the same inputs, candidates alternating,",
-        "medians of the repeats: below 1 ruvector is faster. Read the ratios, not the milliseconds;",
-        "the ceilings below say how busy the machine was. How the rows are measured, and what is",
+        "Each ratio is ruvector's time over the peer's on the same inputs, the candidates timed in",
+        "blocks taking turns, medians of the blocks: below 1 ruvector is faster. Read the ratios, not",
+        "the milliseconds; each row's limit is its time at this run's ceilings. How the rows are measured, and what is",
         f"known about each, is in the [performance notes]({notes}).",
         "",
     ]
@@ -115,8 +115,9 @@ def write_markdown(
     lines += ["", "## Ceilings", ""]
     lines.append(f"- Measured at the start of this run: {limits.describe()}.")
     lines.append(
-        "- Each row's *limit* is its multiply-adds at the best GEMM rate plus its exponentials at the"
-        " exp rate plus the bytes it must move at the copy bandwidth."
+        "- Each row's *limit* is its multiply-adds at the FMA units' peak (measured on registers; the"
+        " best GEMM where that probe is missing) plus its exponentials at the exp rate plus the bytes"
+        " it must move at the copy bandwidth."
     )
     if tiles:
         lines.append(

@@ -48,6 +48,13 @@ void register_core(py::module_& m) {
       },
       py::arg("seconds") = 0.2, "Our GEMM kernel's GFLOP/s on a 1024³ product on the pool now; for benchmarks.");
   m.def(
+      "_fma_peak_gflops",
+      [](double seconds) {
+        ReleaseGil release;
+        return fma_peak_gflops(seconds);
+      },
+      py::arg("seconds") = 0.1, "The FMA units' float32 GFLOP/s on registers, on the pool now; for benchmarks.");
+  m.def(
       "_exp_per_second",
       [](double seconds) {
         ReleaseGil release;

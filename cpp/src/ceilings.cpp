@@ -57,6 +57,21 @@ double gemm_gflops(double seconds) {
          1e9;
 }
 
+double fma_peak_gflops(double seconds) {
+  check_seconds("fma_peak_gflops", seconds);
+  const simd::KernelTable& kernels = simd::active_kernels();
+  const std::size_t threads = get_num_threads();
+  std::vector<float> sinks(threads * 16);  // a cache line apart
+  std::vector<std::size_t> flops(threads);
+  const auto step = [&] {
+    parallel_for(threads, [&](std::size_t t) { flops[t] = kernels.fma_peak(std::size_t{1} << 16, &sinks[t * 16]); });
+  };
+  step();
+  double work = 0;
+  for (std::size_t f : flops) work += static_cast<double>(f);
+  return best_rate(seconds, work, step) / 1e9;
+}
+
 double exp_per_second(double seconds) {
   check_seconds("exp_per_second", seconds);
   const simd::KernelTable& kernels = simd::active_kernels();

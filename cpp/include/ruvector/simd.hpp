@@ -43,6 +43,9 @@ double amx_tile_gflops(double seconds = 0.002);
 // 1024³ product (GFLOP/s), and the exp kernel's rate on data in L1 (exponentials per second,
 // with the loads and stores of a softmax row around them). Best round of the period.
 double gemm_gflops(double seconds = 0.2);
+// The FMA units' peak float32 rate over the pool (GFLOP/s): multiply-add chains on registers,
+// no memory traffic. The physical limit every product is measured against.
+double fma_peak_gflops(double seconds = 0.1);
 double exp_per_second(double seconds = 0.05);
 
 }  // namespace ruvector

@@ -131,5 +131,22 @@ void softmax_kernel(float* x, std::size_t n) noexcept {
   scale_kernel(x, n, 1.0f / s);
 }
 
+// The FMA units' peak: `rounds` steps of 12 independent multiply-add chains held in registers
+// (more chains than an FMA's latency times its ports, so the units never wait). Returns the
+// flops done; the chains' sum goes to *sink so that none of them is optimised away.
+std::size_t fma_peak_kernel(std::size_t rounds, float* sink) noexcept {
+  constexpr int kChains = 12;
+  using reg = Vec::reg;
+  const reg m = Vec::broadcast(0.999999f), c = Vec::broadcast(1e-6f);  // x ← 0.999999·x + 1e-6 stays bounded
+  reg acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = Vec::broadcast(static_cast<float>(i));
+  for (std::size_t r = 0; r < rounds; ++r)
+    for (int i = 0; i < kChains; ++i) acc[i] = Vec::fma(acc[i], m, c);
+  reg total = acc[0];
+  for (int i = 1; i < kChains; ++i) total = Vec::add(total, acc[i]);
+  *sink = Vec::hsum(total);
+  return rounds * kChains * Vec::width * 2;
+}
+
 }  // namespace
 }  // namespace ruvector::simd::RUVECTOR_ISA_NS
