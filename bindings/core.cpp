@@ -10,6 +10,23 @@
 
 namespace ruvector::bindings {
 
+namespace {
+
+// A benchmark probe `double probe(double seconds)`: it runs for `seconds` with the GIL released
+// (it touches no Python object, and other threads may run Python meanwhile).
+template <double (*Probe)(double)>
+void def_probe(py::module_& m, const char* name, double default_seconds, const char* doc) {
+  m.def(
+      name,
+      [](double seconds) {
+        ReleaseGil release;
+        return Probe(seconds);
+      },
+      py::arg("seconds") = default_seconds, doc);
+}
+
+}  // namespace
+
 void register_core(py::module_& m) {
   m.def("get_features", &cpu_features, "CPU SIMD features detected at run time.");
   m.def(
@@ -32,35 +49,15 @@ void register_core(py::module_& m) {
   m.def("_amx_enabled", &amx_enabled, "Whether the avx512 backend uses AMX tiles (RUVECTOR_AMX=0 turns it off).");
   m.def("_set_amx_enabled", &set_amx_enabled, py::arg("on"),
         "Turn the AMX tiles on or off (on raises InvalidConfigError where they are not available).");
-  m.def(
-      "_amx_tile_gflops",
-      [](double seconds) {
-        ReleaseGil release;
-        return amx_tile_gflops(seconds);
-      },
-      py::arg("seconds") = 0.002,
+  def_probe<&amx_tile_gflops>(
+      m, "_amx_tile_gflops", 0.002,
       "The AMX tiles' float32-equivalent GFLOP/s on this thread now (0 without AMX); for benchmarks.");
-  m.def(
-      "_gemm_gflops",
-      [](double seconds) {
-        ReleaseGil release;
-        return gemm_gflops(seconds);
-      },
-      py::arg("seconds") = 0.2, "Our GEMM kernel's GFLOP/s on a 1024³ product on the pool now; for benchmarks.");
-  m.def(
-      "_fma_peak_gflops",
-      [](double seconds) {
-        ReleaseGil release;
-        return fma_peak_gflops(seconds);
-      },
-      py::arg("seconds") = 0.1, "The FMA units' float32 GFLOP/s on registers, on the pool now; for benchmarks.");
-  m.def(
-      "_exp_per_second",
-      [](double seconds) {
-        ReleaseGil release;
-        return exp_per_second(seconds);
-      },
-      py::arg("seconds") = 0.05, "Our exp kernel's exponentials per second, in L1, on the pool now; for benchmarks.");
+  def_probe<&gemm_gflops>(m, "_gemm_gflops", 0.2,
+                          "Our GEMM kernel's GFLOP/s on a 1024³ product on the pool now; for benchmarks.");
+  def_probe<&fma_peak_gflops>(m, "_fma_peak_gflops", 0.1,
+                              "The FMA units' float32 GFLOP/s on registers, on the pool now; for benchmarks.");
+  def_probe<&exp_per_second>(m, "_exp_per_second", 0.05,
+                             "Our exp kernel's exponentials per second, in L1, on the pool now; for benchmarks.");
   m.def("_available_backends", [] {
     std::vector<std::string> names;
     for (Backend b : {Backend::Avx512, Backend::Avx2, Backend::Neon, Backend::Scalar})

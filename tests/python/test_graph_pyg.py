@@ -260,25 +260,14 @@ def test_options_are_properties_that_round_trip():
     assert layer.in_features == (5, 4)
     assert (layer.fill_value, layer.residual, layer.share_weights) == ("mul", True, False)
     assert "fill_value='mul'" in repr(layer) and "residual=True" in repr(layer) and "(5, 4)" in repr(layer)
-    names = (
-        "in_features",
-        "concat",
-        "negative_slope",
-        "add_self_loops",
-        "edge_dim",
-        "variant",
-        "fill_value",
-        "residual",
-        "share_weights",
-    )
-    rebuilt = GraphAttention(layer.config, **{k: getattr(layer, k) for k in names})
+    rebuilt = GraphAttention(layer.config, **{k: getattr(layer, k) for k in GraphAttention._options})
     rebuilt.set_weights(layer.get_weights())
     copy = pickle.loads(pickle.dumps(layer))
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((7, 5)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32))
     graph = GraphStructure([(0, 1), (6, 3), (2, 2)], (7, 4), np.ones((3, 2), np.float32))
     for other in (rebuilt, copy):
-        assert all(getattr(other, k) == getattr(layer, k) for k in names)
+        assert all(getattr(other, k) == getattr(layer, k) for k in GraphAttention._options)
         np.testing.assert_array_equal(other.compute(x, graph).values, layer.compute(x, graph).values)
     assert GraphAttention(fill_value=1).fill_value == 1.0
 
