@@ -203,6 +203,22 @@ def test_targets_are_rows_of_the_full_call(backend, variant, add_self_loops, edg
             assert part.weights.shape == (len(expected_edges), 3)
 
 
+@pytest.mark.parametrize("variant", ["gat", "gatv2"])
+def test_targets_of_a_wide_layer_are_rows_of_the_full_call(backend, variant):
+    # Several GEMM panels (H·C = 128), a bias per panel (GATv2's lin_l), thousands of targets
+    # with repeats (their edges copied in parallel chunks, their source rows read in place
+    # over many row blocks), and a few targets alone.
+    rng = np.random.default_rng(23)
+    n, e = 6000, 40000
+    graph = GraphStructure(np.asarray(random_edges(rng, n, n, e)).T.copy(), n)
+    layer = GraphAttention({"num_heads": 8, "head_dim": 16, "seed": 3}, in_features=64, variant=variant)
+    x = rng.standard_normal((n, 64)).astype(np.float32)
+    full = layer.compute(x, graph, need_weights=False).values
+    for targets in (rng.integers(0, n, 3000), rng.integers(0, n, 5), np.arange(n)[::-1].copy()):
+        part = layer.compute(x, graph, targets=targets, need_weights=False).values
+        np.testing.assert_array_equal(part, full[targets])  # bit for bit
+
+
 def test_targets_bipartite_and_pair(backend):
     rng = np.random.default_rng(2)
     layer = GraphAttention({"num_heads": 2, "head_dim": 3}, in_features=(5, 4), residual=True)

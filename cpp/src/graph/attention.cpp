@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <new>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <utility>
@@ -135,10 +136,13 @@ std::vector<std::size_t> target_ranges(const detail::GraphCsr& g, double node_co
   const auto cost_before = [&](std::size_t i) {
     return static_cast<double>(g.indptr[i]) + node_cost * static_cast<double>(i);
   };
-  constexpr double kWorkPerRange = 4096.0;
+  constexpr double kWorkPerRange = 4096.0, kMinWorkPerRange = 256.0;
   const double total = cost_before(n);
-  const std::size_t ranges =
-      std::max<std::size_t>(1, std::min<std::size_t>(n, static_cast<std::size_t>(total / kWorkPerRange)));
+  // A small call (a few thousand edges: targets=) still gets a few ranges per thread, so that
+  // a worker starting late does not leave its half of the call to the end.
+  const double threads = static_cast<double>(std::max<std::size_t>(1, get_num_threads()));
+  const double wanted = std::max(total / kWorkPerRange, std::min(4.0 * threads, total / kMinWorkPerRange));
+  const std::size_t ranges = std::max<std::size_t>(1, std::min<std::size_t>(n, static_cast<std::size_t>(wanted)));
   std::vector<std::size_t> bounds{0};
   for (std::size_t r = 1; r <= ranges; ++r) {
     std::size_t next = n;
@@ -162,6 +166,16 @@ std::vector<std::size_t> target_ranges(const detail::GraphCsr& g, double node_co
 }
 
 constexpr std::size_t kTransformRows = 1024;  // rows per transform task (its x' block stays in L2)
+
+// Rows per transform task: at most kTransformRows, in a number of tasks that is a multiple of
+// the pool's threads, so that they finish together (9 blocks of 1024 on 2 threads left one
+// thread idle for a ninth of a targets= call).
+std::size_t transform_block(std::size_t rows) {
+  const std::size_t threads = std::max<std::size_t>(1, get_num_threads());
+  const std::size_t rounds = (rows + threads * kTransformRows - 1) / (threads * kTransformRows);
+  const std::size_t tasks = std::max<std::size_t>(1, rounds * threads);
+  return std::max<std::size_t>(1, (rows + tasks - 1) / tasks);
+}
 
 // Runs fn(begin, end) -> bool over row blocks of [0, rows) on the pool; false (a kernel out
 // of scratch memory) becomes std::bad_alloc.
@@ -209,12 +223,71 @@ void fill_loop_features(const detail::GraphCsr& g, const float* features, std::s
   }
 }
 
+// Local ids of source nodes in first-use order (appended to `sources`), through an
+// open-addressing table sized by the targets' edges, never by N: the cost follows the targets
+// (an N-sized map took a fill of N entries per call, and on a graph of 10⁸ nodes as many
+// bytes times eight). A thread reuses its table between calls, a stamp per slot telling
+// which call wrote it, so a call neither clears a table nor faults fresh pages in (the pages
+// of a new 0.5 MB table cost ~30 µs of a 1 ms targets= call); tables above kKeptSlots are
+// the call's own.
+class SourceIds {
+ public:
+  SourceIds(std::size_t expected, std::vector<std::int64_t>& sources) : sources_(sources) {
+    std::size_t slots = 16;
+    while (slots < 2 * expected) slots *= 2, --shift_;
+    mask_ = slots - 1;
+    Table& table = slots <= kKeptSlots ? kept() : own_;
+    if (table.slots.size() < slots) table.slots.resize(slots);  // new slots: stamp 0, unused
+    if (++table.stamp == 0) {  // the stamps went round: forget every slot once
+      for (Slot& slot : table.slots) slot.stamp = 0;
+      table.stamp = 1;
+    }
+    slots_ = table.slots.data();
+    stamp_ = table.stamp;
+  }
+
+  std::int64_t operator()(std::int64_t s) {
+    // Fibonacci hashing (the top bits of s·2⁶⁴/φ): nearby ids spread over the table
+    std::size_t h = static_cast<std::size_t>((static_cast<std::uint64_t>(s) * 0x9e3779b97f4a7c15ULL) >> shift_);
+    while (slots_[h].stamp == stamp_ && slots_[h].key != s) h = (h + 1) & mask_;
+    Slot& slot = slots_[h];
+    if (slot.stamp != stamp_) {
+      slot = Slot{s, static_cast<std::uint32_t>(sources_.size()), stamp_};
+      sources_.push_back(s);
+    }
+    return static_cast<std::int64_t>(slot.value);
+  }
+
+ private:
+  static constexpr std::size_t kKeptSlots = std::size_t{1} << 17;  // 2 MB per thread at most
+  struct Slot {  // 16 bytes: local ids fit 32 bits (the caller checks)
+    std::int64_t key = 0;
+    std::uint32_t value = 0, stamp = 0;
+  };
+  struct Table {
+    std::vector<Slot> slots;
+    std::uint32_t stamp = 0;
+  };
+  static Table& kept() {
+    thread_local Table table;
+    return table;
+  }
+
+  std::vector<std::int64_t>& sources_;
+  Table own_;
+  Slot* slots_ = nullptr;
+  std::size_t mask_ = 0;
+  unsigned shift_ = 60;  // 64 - log2(slots)
+  std::uint32_t stamp_ = 0;
+};
+
 // The part of a graph some targets need: their in-edges, renumbered. Targets are the distinct
 // ids in ascending order (so those with an added self-loop, ids below min(N_src, N_dst), come
 // first); sources the distinct source rows their edges read, in first-use order.
 struct TargetGraph {
   detail::GraphCsr csr;
   std::vector<std::int64_t> targets;      // local target → global id
+  std::vector<std::int64_t> asked_local;  // the k-th target asked for → its local id
   std::vector<std::int64_t> sources;      // local source → global id
   std::vector<std::int64_t> loop_source;  // [loop_nodes] local source row of target i's self-loops
   std::vector<std::int64_t> edge_global;  // compact edge id → given edge id
@@ -225,37 +298,67 @@ struct TargetGraph {
 TargetGraph target_graph(const GraphStructure& graph, const std::vector<std::int64_t>& wanted, bool add_self_loops) {
   const detail::GraphCsr& g = graph.csr();
   TargetGraph t;
-  t.targets = wanted;
-  std::sort(t.targets.begin(), t.targets.end());
-  t.targets.erase(std::unique(t.targets.begin(), t.targets.end()), t.targets.end());
+  std::vector<std::pair<std::int64_t, std::size_t>> asked(wanted.size());  // (id, place)
+  for (std::size_t k = 0; k < wanted.size(); ++k) asked[k] = {wanted[k], k};
+  std::sort(asked.begin(), asked.end());
+  t.asked_local.resize(wanted.size());
+  for (const auto& [id, k] : asked) {
+    if (t.targets.empty() || t.targets.back() != id) t.targets.push_back(id);
+    t.asked_local[k] = static_cast<std::int64_t>(t.targets.size() - 1);
+  }
   const std::size_t n = t.targets.size();
   t.loop_nodes = static_cast<std::size_t>(
       std::lower_bound(t.targets.begin(), t.targets.end(), loop_nodes_of(g)) - t.targets.begin());
   const bool keep_loops = !add_self_loops && g.num_self_loops > 0;
   const bool self_rows = add_self_loops || keep_loops;
-  // Local source ids in first-use order, through a map of 8 bytes per source node (its fill is
-  // the only O(N) step, a few tens of µs on a 10⁵-node graph; sorting the sources cost more).
-  std::vector<std::int64_t> local_of(static_cast<std::size_t>(g.num_sources), -1);
-  const auto local = [&](std::int64_t s) {
-    std::int64_t& id = local_of[static_cast<std::size_t>(s)];
-    if (id < 0) {
-      id = static_cast<std::int64_t>(t.sources.size());
-      t.sources.push_back(s);
-    }
-    return id;
-  };
   detail::GraphCsr& c = t.csr;
   c.num_nodes = static_cast<std::int64_t>(n);
-  c.indptr.assign(n + 1, 0);
+  // 1. Each target's edges: where they start in the graph, and in the part (independent
+  //    loads, many in flight).
+  c.indptr.resize(n + 1);
+  c.indptr[0] = 0;
+  std::vector<std::int64_t> first(n);
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t u = t.targets[i];
-    for (std::int64_t p = g.indptr[u]; p < g.indptr[u + 1]; ++p) {
-      c.source.push_back(local(g.source[p]));
-      c.edge_id.push_back(static_cast<std::int64_t>(t.edge_global.size()));
-      t.edge_global.push_back(g.edge_id[p]);
-    }
-    c.indptr[i + 1] = static_cast<std::int64_t>(c.source.size());
+    first[i] = g.indptr[u];
+    c.indptr[i + 1] = c.indptr[i] + (g.indptr[u + 1] - g.indptr[u]);
   }
+  const std::size_t edges = static_cast<std::size_t>(c.indptr[n]);
+  if (edges + n >= (std::size_t{1} << 32))
+    throw InvalidInput("targets= reads " + std::to_string(edges) +
+                       " edges: more than 2^32 - 1; pass fewer targets per call");
+  // 2. Their source ids and edge ids, copied on the pool: random lines of the graph, a later
+  //    target's requested while this one's are copied.
+  std::vector<std::int64_t> global_source(edges);
+  t.edge_global.resize(edges);
+  constexpr std::size_t kTargetsPerTask = 256, kAheadTargets = 8;
+  const auto copy_edges = [&](std::size_t chunk) {
+    const std::size_t end = std::min(n, (chunk + 1) * kTargetsPerTask);
+    for (std::size_t i = chunk * kTargetsPerTask; i < end; ++i) {
+#if defined(__GNUC__) || defined(__clang__)
+      if (i + kAheadTargets < end) {
+        __builtin_prefetch(g.source.data() + first[i + kAheadTargets]);
+        __builtin_prefetch(g.edge_id.data() + first[i + kAheadTargets]);
+      }
+#endif
+      const std::size_t count = static_cast<std::size_t>(c.indptr[i + 1] - c.indptr[i]);
+      const std::size_t at = static_cast<std::size_t>(c.indptr[i]), from = static_cast<std::size_t>(first[i]);
+      std::copy_n(g.source.data() + from, count, global_source.data() + at);
+      std::copy_n(g.edge_id.data() + from, count, t.edge_global.data() + at);
+    }
+  };
+  const std::size_t chunks = (n + kTargetsPerTask - 1) / kTargetsPerTask;
+  if (chunks > 1)
+    parallel_for(chunks, copy_edges);
+  else if (chunks == 1)
+    copy_edges(0);
+  // 3. Local source ids, in first-use order; the part's edges are numbered in CSR order.
+  SourceIds local(edges + n, t.sources);
+  t.sources.reserve(std::min(edges + n, static_cast<std::size_t>(g.num_sources)));
+  c.source.resize(edges);
+  for (std::size_t k = 0; k < edges; ++k) c.source[k] = local(global_source[k]);
+  c.edge_id.resize(edges);
+  std::iota(c.edge_id.begin(), c.edge_id.end(), std::int64_t{0});
   if (keep_loops) {
     c.loop_indptr.assign(n + 1, 0);
     for (std::size_t i = 0; i < n; ++i) {
@@ -332,16 +435,24 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
   // Only some targets: the part of the graph they need, with the rows it reads gathered, so
   // that the cost follows their in-edges (never N).
   std::optional<TargetGraph> part;
-  RowMatrixXf xs_part, xd_part;
-  std::optional<MatrixRef> xs_ref, xd_ref;
+  RowMatrixXf xd_part;
+  std::optional<MatrixRef> xd_ref;
+  // GAT's target halves: from the same transform when the targets are the source rows and
+  // share its projection, else from the targets' own rows (x_dst·W_dstᵀ, then ·att_dst).
+  // (Some targets of a layer with self-loops: each target is also a source row, its own
+  // self-loop's, so its half is there already.)
+  const bool reuse_dst = !v2 && options.has_targets && !bipartite && !pair && o.add_self_loops;
   if (options.has_targets) {
     part = target_graph(graph, options.targets, o.add_self_loops);
-    xs_part = gather_rows(x_src, part->sources);
-    xd_part = gather_rows(x_dst, part->targets);
-    xs_ref.emplace(xs_part);
+    // the targets' own rows, where anything reads them (GATv2 scores, a residual, GAT's
+    // target halves when not reused)
+    if (v2 || o.residual || !reuse_dst)
+      xd_part = gather_rows(x_dst, part->targets);
+    else
+      xd_part.resize(0, x_dst.cols());
     xd_ref.emplace(xd_part);
   }
-  const MatrixRef& xs = part ? *xs_ref : x_src;
+  const MatrixRef& xs = x_src;  // with targets, the transform reads part->sources' rows in place
   const MatrixRef& xd = part ? *xd_ref : x_dst;
   const detail::GraphCsr& g = part ? part->csr : graph.csr();
   const std::size_t Ns = static_cast<std::size_t>(g.num_sources), Nt = static_cast<std::size_t>(g.num_nodes);
@@ -352,9 +463,17 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
   out.values = memory::output_matrix(part ? static_cast<Index>(options.targets.size()) : static_cast<Index>(Nt),
                                      static_cast<Index>(out_cols));
   memory::advise_huge_pages(out.values.data(), static_cast<std::size_t>(out.values.size()) * sizeof(float));
-  RowMatrixXf part_out;  // the distinct targets' rows, before they are put in the asked order
-  if (part) part_out.resize(static_cast<Index>(Nt), static_cast<Index>(out_cols));
-  float* rows_out = part ? part_out.data() : out.values.data();
+  // Target i's row of the output: with targets=, the first place the asked order has it
+  // (repeats are copied from there at the end).
+  std::vector<std::int64_t> out_index;
+  if (part) {
+    out_index.assign(Nt, -1);
+    for (std::size_t k = options.targets.size(); k-- > 0;)
+      out_index[static_cast<std::size_t>(part->asked_local[k])] = static_cast<std::int64_t>(k);
+  }
+  const auto out_row = [&](std::size_t i) {
+    return out.values.data() + (part ? static_cast<std::size_t>(out_index[i]) : i) * out_cols;
+  };
 
   simd::GatParams kp;
   kp.heads = H;
@@ -374,7 +493,8 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
   }
   const float* bias = config_.use_bias ? P.named.at("bias").data() : nullptr;
   kp.bias = o.residual ? nullptr : bias;  // with a residual, added after it (PyG's order)
-  kp.out = rows_out;
+  kp.out = out.values.data();
+  kp.out_index = part ? out_index.data() : nullptr;
   kp.ldo = out_cols;
 
   const simd::GraphKernels& kernels = simd::active_kernels().graph;
@@ -389,6 +509,7 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
   simd::GatTransform t;
   t.x = xs.data();
   t.ld_x = static_cast<std::size_t>(xs.outerStride());
+  t.rows = part ? part->sources.data() : nullptr;
   t.weight = P.named.at(v2 ? "lin_l.weight" : pair ? "lin_src.weight" : "lin.weight").data();
   t.bias = v2 && config_.use_bias ? P.named.at("lin_l.bias").data() : nullptr;
   t.in_features = Fs;
@@ -402,15 +523,14 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
     t.alpha_src = node_alpha.get();
     t.alpha_dst = node_alpha.get() + Ns * H;
   }
-  parallel_blocks(Ns, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(t, r0, r1); });
+  // W packed once for every task (each packing its own cost ~1/20 of a targets= call)
+  memory::FloatBuffer packed_weight(kernels.transform_packed_size(t));
+  kernels.pack_transform(t, packed_weight.get());
+  t.packed_weight = packed_weight.get();
+  parallel_blocks(Ns, transform_block(Ns), [&](std::size_t r0, std::size_t r1) { return kernels.transform(t, r0, r1); });
 
   kp.x_src = transformed.get();
   kp.ld_src = HC;
-  // GAT's target halves: from the same transform when the targets are the source rows and
-  // share its projection, else from the targets' own rows (x_dst·W_dstᵀ, then ·att_dst).
-  // (Some targets of a layer with self-loops: each target is also a source row, its own
-  // self-loop's, so its half is there already.)
-  const bool reuse_dst = !v2 && part && !bipartite && !pair && o.add_self_loops;
   const bool own_dst = !v2 && (bipartite || pair || part) && !reuse_dst;
   memory::FloatBuffer dst_rows(own_dst ? Nt * HC : 0);
   memory::FloatBuffer dst_alpha(own_dst ? 2 * Nt * H : reuse_dst ? Nt * H : 0);
@@ -442,12 +562,14 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
       simd::GatTransform d = t;
       d.x = xd.data();
       d.ld_x = static_cast<std::size_t>(xd.outerStride());
+      d.rows = nullptr;
+      d.packed_weight = nullptr;
       d.weight = P.named.at(pair ? "lin_dst.weight" : "lin.weight").data();
       d.in_features = Fd;
       d.out = dst_rows.get();
       d.alpha_src = dst_alpha.get() + Nt * H;  // unused
       d.alpha_dst = dst_alpha.get();
-      parallel_blocks(Nt, kTransformRows, [&](std::size_t r0, std::size_t r1) { return kernels.transform(d, r0, r1); });
+      parallel_blocks(Nt, transform_block(Nt), [&](std::size_t r0, std::size_t r1) { return kernels.transform(d, r0, r1); });
       kp.alpha_dst = d.alpha_dst;
     }
     if (edge_terms) {
@@ -504,16 +626,16 @@ AttentionOutput GraphAttention::run(const MatrixRef& x_src, const MatrixRef& x_d
     detail::gemm(xd.data(), static_cast<std::size_t>(xd.outerStride()), P.named.at("res.weight").data(), Fd, true,
                  res.get(), out_cols, Nt, out_cols, Fd, nullptr);
     for (std::size_t i = 0; i < Nt; ++i) {
-      float* row = rows_out + i * out_cols;
+      float* row = out_row(i);
       const float* r = res.get() + i * out_cols;
       for (std::size_t c = 0; c < out_cols; ++c) row[c] = bias ? (row[c] + r[c]) + bias[c] : row[c] + r[c];
     }
   }
-  if (part)  // the asked order, repeats included
+  if (part)  // repeated targets: copies of the first row
     for (std::size_t k = 0; k < options.targets.size(); ++k) {
-      const auto i = std::lower_bound(part->targets.begin(), part->targets.end(), options.targets[k]) -
-                     part->targets.begin();
-      out.values.row(static_cast<Index>(k)) = part_out.row(static_cast<Index>(i));
+      const auto i = static_cast<std::size_t>(part->asked_local[k]);
+      if (out_index[i] != static_cast<std::int64_t>(k))
+        std::copy_n(out_row(i), out_cols, out.values.data() + k * out_cols);
     }
 
   if (need_weights) {

@@ -22,10 +22,14 @@ namespace ruvector::memory {
 namespace {
 
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
+constexpr std::size_t kPooledStep = std::size_t{64} << 10;  // smaller blocks: malloc's own
 
-// Large scratch blocks (huge-page backed) kept between calls: a fresh 2 MiB page costs the
-// kernel a clear before first use (~1/5 of a large layer call went to zeroing), so the blocks of
-// the last calls are reused instead, up to kPoolBytes in total (the newest kept first).
+// Scratch blocks kept between calls: a fresh page costs the kernel a fault and a clear before
+// first use (~1/5 of a large layer call went to zeroing 2 MiB pages; the 4 KiB pages of a
+// targets= call's 0.6 MB of per-node scores, freed to the system by malloc after each call,
+// ~0.1 ms of its 1 ms), so the blocks of the last calls are reused instead, up to kPoolBytes
+// and kPoolBlocks in total (the newest kept first). Blocks of 4 MiB and more are huge-page
+// backed, smaller ones come in steps of 64 KiB.
 class HugeBlockPool {
  public:
   static HugeBlockPool& instance() {
@@ -63,7 +67,7 @@ class HugeBlockPool {
     std::vector<void*> evicted;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      while (!blocks_.empty() && cached_ + capacity > kPoolBytes) {  // drop the oldest
+      while (!blocks_.empty() && (cached_ + capacity > kPoolBytes || blocks_.size() >= kPoolBlocks)) {  // drop the oldest
         evicted.push_back(blocks_.front().first);
         cached_ -= blocks_.front().second;
         blocks_.erase(blocks_.begin());
@@ -81,6 +85,7 @@ class HugeBlockPool {
 
  private:
   static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;  // at most 128 MB kept for reuse
+  static constexpr std::size_t kPoolBlocks = 64;                      // in at most this many blocks
   std::mutex mutex_;
   std::vector<std::pair<void*, std::size_t>> blocks_;  // oldest first
   std::size_t cached_ = 0;
@@ -102,21 +107,21 @@ void advise_huge_pages(void* p, std::size_t bytes) noexcept {
 FloatBuffer::FloatBuffer(std::size_t n) {
   if (n == 0) return;
   const std::size_t bytes = n * sizeof(float);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (bytes >= 2 * kHugePage) {
-    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  if (bytes >= kPooledStep) {
+    const bool huge = bytes >= 2 * kHugePage;
+    const std::size_t step = huge ? kHugePage : kPooledStep;
+    const std::size_t rounded = (bytes + step - 1) / step * step;
     if (void* cached = HugeBlockPool::instance().take(rounded, capacity_)) {
       ptr_ = static_cast<float*>(cached);
       return;
     }
     void* p = nullptr;
-    if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
-    advise_huge_pages(p, rounded);
+    if (posix_memalign(&p, huge ? kHugePage : 64, rounded) != 0) throw std::bad_alloc();
+    if (huge) advise_huge_pages(p, rounded);
     ptr_ = static_cast<float*>(p);
     capacity_ = rounded;
     return;
   }
-#endif
   ptr_ = static_cast<float*>(std::malloc(bytes));
   if (ptr_ == nullptr) throw std::bad_alloc();
 }

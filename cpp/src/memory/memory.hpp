@@ -42,10 +42,10 @@ void recycle_output(RowMatrixXf&& m) noexcept;
 void advise_huge_pages(void* p, std::size_t bytes) noexcept;
 
 // An uninitialised float scratch buffer (its users write every element before reading it).
-// Large ones (>= 4 MiB) are huge-page backed and come from, and go back to, a pool of the
-// blocks of the last calls (at most 128 MB kept): a fresh 2 MiB page costs a clear before first
-// use, and with 4 KiB pages nearly every random row gather is also a TLB miss. Throws
-// std::bad_alloc.
+// Buffers of 64 KiB and more come from, and go back to, a pool of the blocks of the last calls
+// (at most 64 blocks, 128 MB): a fresh page costs a fault and a clear before first use. Those
+// of 4 MiB and more are huge-page backed (with 4 KiB pages nearly every random row gather is
+// also a TLB miss). Throws std::bad_alloc.
 class FloatBuffer {
  public:
   explicit FloatBuffer(std::size_t n);

@@ -105,31 +105,81 @@ RUVECTOR_GAT_INLINE void dot2(const float* x, const float* a, const float* b, st
 // panels of the product and for the α dot products that follow.
 constexpr std::size_t kTransformSubRows = MR * 4;
 
+// Asks for the n floats at p to be brought into L2 (for writing when `write`): a hint.
+RUVECTOR_GAT_INLINE void prefetch_row(const float* p, std::size_t n, int write) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* c = reinterpret_cast<const char*>(p);
+  for (std::size_t b = 0; b < n * sizeof(float); b += 64) {
+    if (write)
+      __builtin_prefetch(c + b, 1, 2);
+    else
+      __builtin_prefetch(c + b, 0, 2);
+  }
+#else
+  (void)p, (void)n, (void)write;
+#endif
+}
+
+std::size_t transform_packed_size(const GatTransform& t) noexcept {
+  return (t.heads * t.channels + NR - 1) / NR * t.in_features * NR;
+}
+
+// W in NR-column panels of Wᵀ, as gemm_kernel packs a B operand.
+void pack_transform(const GatTransform& t, float* packed) noexcept {
+  const std::size_t HC = t.heads * t.channels, K = t.in_features;
+  for (std::size_t jp = 0; jp < (HC + NR - 1) / NR; ++jp)
+    pack_b_panel(t.weight, K, true, K, HC, jp * NR, packed + jp * K * NR);
+}
+
 bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept {
   if (row_begin >= row_end) return true;
   const std::size_t H = t.heads, C = t.channels, HC = H * C, K = t.in_features;
-  // W packed once per call (as gemm_kernel packs it), then the rows by small blocks.
+  // W packed (once per call when the caller did it), then the rows by small blocks; with
+  // `rows`, each block's rows are first copied into a block of scratch that stays in L1.
   const std::size_t panels = (HC + NR - 1) / NR;
-  const std::size_t packed_size = panels * K * NR;
-  Scratch<float> packed(packed_size);
-  if (!packed.ok(packed_size)) return false;
-  for (std::size_t jp = 0; jp < panels; ++jp)
-    pack_b_panel(t.weight, t.in_features, true, K, HC, jp * NR, packed.ptr + jp * K * NR);
+  const std::size_t packed_size = t.packed_weight ? 0 : transform_packed_size(t);
+  const std::size_t block_size = t.rows ? kTransformSubRows * K : 0;
+  Scratch<float> scratch(packed_size + block_size);
+  if (!scratch.ok(packed_size + block_size)) return false;
+  float* block = scratch.ptr + packed_size;
+  if (!t.packed_weight) pack_transform(t, scratch.ptr);
+  const float* weight = t.packed_weight ? t.packed_weight : scratch.ptr;
+  const auto x_row = [&t](std::size_t i) {
+    return t.x + (t.rows ? static_cast<std::size_t>(t.rows[i]) : i) * t.ld_x;
+  };
   for (std::size_t r0 = row_begin; r0 < row_end; r0 += kTransformSubRows) {
     const std::size_t r1 = std::min(row_end, r0 + kTransformSubRows);
+    const std::size_t n1 = std::min(row_end, r1 + kTransformSubRows);
+    float* out = t.out + r0 * t.ld_out;
+    if (t.rows == nullptr) {
 #if defined(__GNUC__) || defined(__clang__)
-    {  // the next block's x rows (read) and x' rows (written) into L2 while this one computes
-      const std::size_t n1 = std::min(row_end, r1 + kTransformSubRows);
+      // the next block's x rows (read) and x' rows (written) into L2 while this one computes
       for (std::size_t i = r1; i < n1; ++i) {
-        const char* a = reinterpret_cast<const char*>(t.x + i * t.ld_x);
-        for (std::size_t b = 0; b < K * sizeof(float); b += 64) __builtin_prefetch(a + b, 0, 2);
-        char* c = reinterpret_cast<char*>(t.out + i * t.ld_out);
-        for (std::size_t b = 0; b < HC * sizeof(float); b += 64) __builtin_prefetch(c + b, 1, 2);
+        prefetch_row(x_row(i), K, 0);
+        prefetch_row(t.out + i * t.ld_out, HC, 1);
+      }
+#endif
+      gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, weight, K * NR, NR, out, t.ld_out, false, t.bias);
+    } else {
+      // Rows in place at random: copied into the L1 block (prefetched a block ago), then the
+      // product a panel of columns at a time, a share of the next block's rows requested
+      // before each, so the requests come in small groups while the products run (the whole
+      // next block at once, 384 lines, stalled on the CPU's outstanding-miss slots).
+#if defined(__GNUC__) || defined(__clang__)
+      if (r0 == row_begin)  // the first block: all its requests in flight before the copy waits
+        for (std::size_t i = r0; i < r1; ++i) prefetch_row(x_row(i), K, 0);
+#endif
+      for (std::size_t i = r0; i < r1; ++i) std::memcpy(block + (i - r0) * K, x_row(i), K * sizeof(float));
+      const std::size_t share = (n1 - r1 + panels - 1) / panels;
+      for (std::size_t jp = 0; jp < panels; ++jp) {
+#if defined(__GNUC__) || defined(__clang__)
+        for (std::size_t i = r1 + jp * share; i < std::min(n1, r1 + (jp + 1) * share); ++i) prefetch_row(x_row(i), K, 0);
+#endif
+        const std::size_t c0 = jp * NR;
+        gemm_packed(r1 - r0, std::min(NR, HC - c0), K, block, K, weight + jp * K * NR, K * NR, NR, out + c0,
+                    t.ld_out, false, t.bias ? t.bias + c0 : nullptr);
       }
     }
-#endif
-    gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, packed.ptr, K * NR, NR, t.out + r0 * t.ld_out, t.ld_out,
-                false, t.bias);
     if (t.att_src == nullptr) continue;
     for (std::size_t i = r0; i < r1; ++i) {
       const float* row = t.out + i * t.ld_out;
@@ -378,7 +428,7 @@ void aggregate(const GatParams& p, std::size_t i, const float* s, GatScratch& w,
 
 void write_output(const GatParams& p, std::size_t i, const GatScratch& w) noexcept {
   const std::size_t H = p.heads, C = p.channels;
-  float* out = p.out + i * p.ldo;
+  float* out = p.out + (p.out_index ? static_cast<std::size_t>(p.out_index[i]) : i) * p.ldo;
   if (p.concat) {
     for (std::size_t c = 0; c < H * C; ++c) out[c] = p.bias ? w.acc[c] + p.bias[c] : w.acc[c];
     return;

@@ -59,6 +59,7 @@ struct GatParams {
   const float* bias = nullptr;  // [out columns] or null
   float* out = nullptr;
   std::size_t ldo = 0;
+  const std::int64_t* out_index = nullptr;  // target i's row of out: out_index[i] (null: i)
 
   // Attention coefficients (null: not wanted). Row of an ordinary edge: out_row[p] (null:
   // edge_id[p]); of a kept given self-loop: its edge id; of node i's added self-loop:
@@ -71,10 +72,16 @@ struct GatParams {
 // The linear transform of rows [row_begin, row_end): out = x·Wᵀ (+ bias), and for GAT the
 // per-head scores of those rows while they are in cache:
 //   alpha_src[i, h] = out[i, hC:(h+1)C]·att_src[h], likewise alpha_dst.
+// Row i of x is x + rows[i]·ld_x when `rows` is given (the source rows some targets read,
+// taken in place: no gathered copy of them), else x + i·ld_x; out and alpha are indexed by i.
 struct GatTransform {
   const float* x = nullptr;
   std::size_t ld_x = 0;
+  const std::int64_t* rows = nullptr;
   const float* weight = nullptr;  // [H·C, in_features] (torch Linear layout)
+  // W as the kernel's GEMM reads it (pack_transform), shared by the tasks of a call; null:
+  // each task packs its own.
+  const float* packed_weight = nullptr;
   const float* bias = nullptr;    // [H·C] or null
   std::size_t in_features = 0, heads = 0, channels = 0;
   float* out = nullptr;
@@ -86,6 +93,9 @@ struct GatTransform {
 };
 
 struct GraphKernels {
+  // Floats of the packed weight of a transform, and the packing itself (into that many).
+  std::size_t (*transform_packed_size)(const GatTransform& t) noexcept;
+  void (*pack_transform)(const GatTransform& t, float* packed) noexcept;
   // Returns false when scratch memory could not be allocated.
   bool (*transform)(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept;
   // Scores, softmax and aggregation for targets [node_begin, node_end). Returns false when
