@@ -238,7 +238,7 @@ bool stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     job.vp_stride = in_place ? NR : (k_end - k_begin) * NR;
     // causal: query blocks that end before this key range see none of it
     const std::size_t first_block = p.mask.causal ? std::min(blocks, k_begin / kQueryBlock) : 0;
-    run_blocks_from(par, first_block, blocks - first_block, &job, &stream_task);
+    run_blocks_from(par, first_block, blocks - first_block, &job, &stream_task, p.mask.causal);
     if (job.failed.load()) return false;
   }
   return true;

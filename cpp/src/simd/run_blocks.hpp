@@ -19,17 +19,20 @@ void run_blocks(const Parallel& par, std::size_t blocks, void* job, void (*fn)(v
 }
 
 // fn(job, first + b) for the blocks b < blocks (a causal pass skips the query blocks before
-// `first`, which see none of its keys).
+// `first`, which see none of its keys); `last_first`: handed out from the last block down (a
+// causal pass's blocks cost more the later they are: the costliest first, so no thread is
+// left with one of them at the end while the others wait).
 void run_blocks_from(const Parallel& par, std::size_t first, std::size_t blocks, void* job,
-                     void (*fn)(void*, std::size_t)) noexcept {
+                     void (*fn)(void*, std::size_t), bool last_first = false) noexcept {
   struct Shifted {
     void* job;
-    std::size_t first;
+    std::size_t first, blocks;
+    bool last_first;
     void (*fn)(void*, std::size_t);
-  } shifted{job, first, fn};
+  } shifted{job, first, blocks, last_first, fn};
   run_blocks(par, blocks, &shifted, [](void* s, std::size_t b) noexcept {
     const auto* sh = static_cast<const Shifted*>(s);
-    sh->fn(sh->job, sh->first + b);
+    sh->fn(sh->job, sh->first + (sh->last_first ? sh->blocks - 1 - b : b));
   });
 }
 

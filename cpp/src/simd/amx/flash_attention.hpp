@@ -180,7 +180,7 @@ Outcome stream_attention(const FlashParams& p, const Parallel& par) noexcept {
     job.k_begin = k_begin;
     job.k_end = k_end;
     const std::size_t first_block = p.mask.causal ? std::min(blocks, k_begin / kRows) : 0;
-    run_blocks_from(par, first_block, blocks - first_block, &sj, &stream_task);
+    run_blocks_from(par, first_block, blocks - first_block, &sj, &stream_task, p.mask.causal);
     if (job.failed.load()) return Outcome::failed;
   }
   return Outcome::done;
