@@ -56,6 +56,9 @@ void register_core(py::module_& m) {
                           "Our GEMM kernel's GFLOP/s on a 1024³ product on the pool now; for benchmarks.");
   def_probe<&fma_peak_gflops>(m, "_fma_peak_gflops", 0.1,
                               "The FMA units' float32 GFLOP/s on registers, on the pool now; for benchmarks.");
+  def_probe<&microkernel_gflops>(
+      m, "_microkernel_gflops", 0.1,
+      "Our GEMM micro-kernel's GFLOP/s on operands in L1, on the pool now; for benchmarks.");
   def_probe<&exp_per_second>(m, "_exp_per_second", 0.05,
                              "Our exp kernel's exponentials per second, in L1, on the pool now; for benchmarks.");
   m.def("_available_backends", [] {

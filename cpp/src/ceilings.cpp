@@ -57,19 +57,32 @@ double gemm_gflops(double seconds) {
          1e9;
 }
 
-double fma_peak_gflops(double seconds) {
-  check_seconds("fma_peak_gflops", seconds);
-  const simd::KernelTable& kernels = simd::active_kernels();
+namespace {
+
+// GFLOP/s of `kernel(rounds, sink)` run on every thread of the pool at once.
+double pool_gflops(double seconds, std::size_t (*kernel)(std::size_t, float*) noexcept, std::size_t rounds) {
   const std::size_t threads = get_num_threads();
   std::vector<float> sinks(threads * 16);  // a cache line apart
   std::vector<std::size_t> flops(threads);
   const auto step = [&] {
-    parallel_for(threads, [&](std::size_t t) { flops[t] = kernels.fma_peak(std::size_t{1} << 16, &sinks[t * 16]); });
+    parallel_for(threads, [&](std::size_t t) { flops[t] = kernel(rounds, &sinks[t * 16]); });
   };
   step();
   double work = 0;
   for (std::size_t f : flops) work += static_cast<double>(f);
   return best_rate(seconds, work, step) / 1e9;
+}
+
+}  // namespace
+
+double fma_peak_gflops(double seconds) {
+  check_seconds("fma_peak_gflops", seconds);
+  return pool_gflops(seconds, simd::active_kernels().fma_peak, std::size_t{1} << 16);
+}
+
+double microkernel_gflops(double seconds) {
+  check_seconds("microkernel_gflops", seconds);
+  return pool_gflops(seconds, simd::active_kernels().microkernel_peak, 256);
 }
 
 double exp_per_second(double seconds) {

@@ -134,9 +134,15 @@ def test_ceiling_probes(backend):
     2-core machine of any ISA reaches (scalar loops included) and no machine exceeds by far;
     a duration outside (0, 10] seconds is refused."""
     gemm, peak = _native._gemm_gflops(0.05), _native._fma_peak_gflops(0.05)
+    micro = _native._microkernel_gflops(0.05)
     assert 0.2 < gemm < 1e5 and 0.2 < peak < 1e5
+    # the micro-kernel on L1 data: no faster than the FMA units (a probe the compiler had
+    # folded reported 4x their peak), and faster than a whole 1024^3 product around it
+    # (best rounds of a short period: with a margin for a noisy machine)
+    assert 0.5 * gemm < micro < 1.25 * peak
     assert 1e7 < _native._exp_per_second(0.02) < 1e12
-    for probe in (_native._gemm_gflops, _native._fma_peak_gflops, _native._exp_per_second):
+    probes = (_native._gemm_gflops, _native._fma_peak_gflops, _native._microkernel_gflops, _native._exp_per_second)
+    for probe in probes:
         for bad in (0.0, -1.0, 11.0, float("nan")):
             with pytest.raises(rv.InvalidInputError, match="seconds"):
                 probe(bad)

@@ -46,6 +46,9 @@ double gemm_gflops(double seconds = 0.2);
 // The FMA units' peak float32 rate over the pool (GFLOP/s): multiply-add chains on registers,
 // no memory traffic. The physical limit every product is measured against.
 double fma_peak_gflops(double seconds = 0.1);
+// The GEMM micro-kernel's float32 rate over the pool (GFLOP/s) on operands in L1: what every
+// product of this backend can reach at best, its loads and broadcasts included.
+double microkernel_gflops(double seconds = 0.1);
 double exp_per_second(double seconds = 0.05);
 
 }  // namespace ruvector

@@ -68,6 +68,29 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
   }
 }
 
+// The micro-kernel alone on operands in L1 (microkernel_gflops): `rounds` products of an
+// MR×KC block of A and a KC×NR panel of B into a tile, the shape every GEMM of this ISA is made
+// of. What the kernel can reach with no cache misses and no packing: the ceiling of its
+// instruction mix, below the FMA units' peak by what its loads and broadcasts cost. Returns
+// the flops done.
+std::size_t microkernel_peak_kernel(std::size_t rounds, float* sink) noexcept {
+  constexpr std::size_t kDepth = 128;  // A 6-24 KB, B 8-16 KB: both stay in L1 across rounds
+  alignas(64) float a[MR * kDepth], b[kDepth * NR], c[MR * NR] = {};
+  for (std::size_t i = 0; i < MR * kDepth; ++i) a[i] = 1e-3f * static_cast<float>(i % 97);
+  for (std::size_t i = 0; i < kDepth * NR; ++i) b[i] = 1e-3f * static_cast<float>(i % 89);
+  // Accumulating into the same tile, and (GCC, Clang) telling the compiler that A and B may have
+  // changed and the tile been read between rounds: else it computes the product once, or only
+  // the part of the tile it sees used.
+  for (std::size_t r = 0; r < rounds; ++r) {
+    micro_kernel<true>(kDepth, a, kDepth, b, NR, c, NR, MR, NR, nullptr);
+#if defined(__GNUC__) || defined(__clang__)
+    asm volatile("" : : "r"(a), "r"(b), "r"(c) : "memory");
+#endif
+  }
+  *sink = c[0];
+  return rounds * 2 * MR * NR * kDepth;
+}
+
 // Packs columns [col0, col0 + NR) of op(B) (k rows) into bp[k][NR], zero-padding past n,
 // multiplied by `scale` (the attention scale is folded into the packed keys, so scores come
 // out of the GEMM already scaled and the softmax needs no multiply).

@@ -16,7 +16,7 @@ const KernelTable& table() noexcept {
       RUVECTOR_ISA_NAME,       &dot_kernel,        &axpy_kernel,    &max_kernel,
       &exp_shift_sum_kernel,   &scale_kernel,      &softmax_kernel, &gemm_kernel,
       &flash_attention_kernel, &all_finite_kernel, &fma_peak_kernel,
-      GraphKernels{&transform_packed_size, &pack_transform, &transform_kernel, &gat_kernel},
+      &microkernel_peak_kernel, GraphKernels{&transform_packed_size, &pack_transform, &transform_kernel, &gat_kernel},
   };
   return t;
 }
