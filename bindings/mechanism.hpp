@@ -9,10 +9,13 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "job_runner.hpp"
+#include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
 
@@ -31,6 +34,22 @@ struct MechanismJob final : Job {
   Call call;
 };
 
+// A benchmark probe's job: what `job` would return, without the arithmetic (Call::unwritten).
+template <class Mechanism, class Call>
+struct UnwrittenJob final : Job {
+  explicit UnwrittenJob(const MechanismJob<Mechanism, Call>& j) : job(j) {}
+  AttentionOutput run() override { return job.call.unwritten(job.mechanism, true); }
+  const MechanismJob<Mechanism, Call>& job;
+};
+
+// Whether Call has `AttentionOutput unwritten(const Mechanism&, bool metadata) const`.
+template <class Mechanism, class Call, class = void>
+struct HasUnwritten : std::false_type {};
+template <class Mechanism, class Call>
+struct HasUnwritten<Mechanism, Call,
+                    std::void_t<decltype(std::declval<const Call&>().unwritten(std::declval<const Mechanism&>(), true))>>
+    : std::true_type {};
+
 // T, in a parameter its argument does not deduce (so that `nullptr` can be passed).
 template <class T>
 struct NotDeduced {
@@ -44,7 +63,14 @@ struct NotDeduced {
 //   _prepare_stacked(...) only when `convert_stacked` is not null: the same arguments with
 //                         the arrays stacked [B, ...]; it returns one Call per item, sharing
 //                         shapes and options, so validating the first validates them all
-//                         (each array is converted once, not B times).
+//                         (each array is converted once, not B times);
+//   _probe_call(..., stage) only when Call has `unwritten` (above): a benchmark probe, compute
+//                         stopped at a stage, to measure what a call costs beyond the
+//                         arithmetic (bench/compare_dot_product.py): "parse" converts and
+//                         validates as compute does and returns None; "output" also allocates
+//                         the output and returns it wrapped as NumPy arrays, (values, weights
+//                         or None), unwritten; "metadata" returns the AttentionOutput as compute
+//                         does (GIL released, metadata built), its values unwritten.
 template <class Mechanism, class Call, class... Args, class... Extra>
 void def_calls(py::class_<Mechanism>& cls, Call (*convert)(Args...),
                typename NotDeduced<std::vector<Call> (*)(Args...)>::type convert_stacked, const Extra&... args) {
@@ -58,6 +84,28 @@ void def_calls(py::class_<Mechanism>& cls, Call (*convert)(Args...),
       "compute", [prepare](py::handle self, Args... a) { return run_job(*prepare(self, a...)); }, args...);
   cls.def(
       "_prepare", [prepare](py::handle self, Args... a) { return JobHandle{prepare(self, a...)}; }, args...);
+  if constexpr (HasUnwritten<Mechanism, Call>::value) {
+    cls.def(
+        "_probe_call",
+        [prepare](py::handle self, Args... a, const std::string& stage) -> py::object {
+          if (stage != "parse" && stage != "output" && stage != "metadata")
+            throw InvalidInput("stage must be 'parse', 'output' or 'metadata', got '" + stage + "'");
+          const JobPtr job = prepare(self, a...);
+          if (stage == "parse") return py::none();
+          const auto& prepared = static_cast<const MechanismJobT&>(*job);
+          if (stage == "metadata") {
+            UnwrittenJob<Mechanism, Call> unwritten(prepared);
+            return run_job(unwritten);
+          }
+          AttentionOutput out = prepared.call.unwritten(prepared.mechanism, false);
+          py::object values = to_numpy(std::move(out.values));
+          if (!out.has_weights()) return py::make_tuple(values, py::none());
+          return py::make_tuple(values, to_numpy(std::move(out.weights), out.weights_shape));
+        },
+        args..., py::arg("stage"),
+        "Benchmark probe (private): compute stopped before the arithmetic, at `stage` ('parse', "
+        "'output' or 'metadata'); see bindings/mechanism.hpp.");
+  }
   if (convert_stacked == nullptr) return;
   cls.def(
       "_prepare_stacked",

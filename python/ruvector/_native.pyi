@@ -124,6 +124,18 @@ class DotProductAttention:
         need_weights: bool = True,
         training: bool = False,
     ) -> list[_Job]: ...
+    def _probe_call(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        training: bool = False,
+        stage: str,
+    ) -> None | tuple[FloatArray, FloatArray | None] | AttentionOutput: ...
 
 class MultiHeadAttention:
     def __init__(
