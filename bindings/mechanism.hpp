@@ -9,13 +9,11 @@
 #pragma once
 
 #include <memory>
-#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "job_runner.hpp"
-#include "ruvector/errors.hpp"
 
 namespace ruvector::bindings {
 
@@ -64,13 +62,16 @@ struct NotDeduced {
 //                         the arrays stacked [B, ...]; it returns one Call per item, sharing
 //                         shapes and options, so validating the first validates them all
 //                         (each array is converted once, not B times);
-//   _probe_call(..., stage) only when Call has `unwritten` (above): a benchmark probe, compute
-//                         stopped at a stage, to measure what a call costs beyond the
-//                         arithmetic (bench/compare_dot_product.py): "parse" converts and
-//                         validates as compute does and returns None; "output" also allocates
-//                         the output and returns it wrapped as NumPy arrays, (values, weights
-//                         or None), unwritten; "metadata" returns the AttentionOutput as compute
-//                         does (GIL released, metadata built), its values unwritten.
+//   _probe_parse(...), _probe_output(...), _probe_metadata(...)  only when Call has
+//                         `unwritten` (above): benchmark probes, compute stopped before the
+//                         arithmetic, with compute's signature (no extra argument: a keyword
+//                         takes pybind11's slower path), to measure what a call costs beyond the
+//                         arithmetic (bench/compare_dot_product.py). _probe_parse converts and
+//                         validates as compute does and returns None; _probe_output also
+//                         allocates the output and returns it wrapped as NumPy arrays, (values,
+//                         weights or None), unwritten; _probe_metadata returns the
+//                         AttentionOutput as compute does (GIL released, metadata built), its
+//                         values unwritten.
 template <class Mechanism, class Call, class... Args, class... Extra>
 void def_calls(py::class_<Mechanism>& cls, Call (*convert)(Args...),
                typename NotDeduced<std::vector<Call> (*)(Args...)>::type convert_stacked, const Extra&... args) {
@@ -85,26 +86,26 @@ void def_calls(py::class_<Mechanism>& cls, Call (*convert)(Args...),
   cls.def(
       "_prepare", [prepare](py::handle self, Args... a) { return JobHandle{prepare(self, a...)}; }, args...);
   if constexpr (HasUnwritten<Mechanism, Call>::value) {
-    cls.def(
-        "_probe_call",
-        [prepare](py::handle self, Args... a, const std::string& stage) -> py::object {
-          if (stage != "parse" && stage != "output" && stage != "metadata")
-            throw InvalidInput("stage must be 'parse', 'output' or 'metadata', got '" + stage + "'");
-          const JobPtr job = prepare(self, a...);
-          if (stage == "parse") return py::none();
-          const auto& prepared = static_cast<const MechanismJobT&>(*job);
-          if (stage == "metadata") {
-            UnwrittenJob<Mechanism, Call> unwritten(prepared);
-            return run_job(unwritten);
-          }
-          AttentionOutput out = prepared.call.unwritten(prepared.mechanism, false);
-          py::object values = to_numpy(std::move(out.values));
-          if (!out.has_weights()) return py::make_tuple(values, py::none());
-          return py::make_tuple(values, to_numpy(std::move(out.weights), out.weights_shape));
-        },
-        args..., py::arg("stage"),
-        "Benchmark probe (private): compute stopped before the arithmetic, at `stage` ('parse', "
-        "'output' or 'metadata'); see bindings/mechanism.hpp.");
+    enum class Stage { Parse, Output, Metadata };
+    const std::pair<const char*, Stage> probes[] = {
+        {"_probe_parse", Stage::Parse}, {"_probe_output", Stage::Output}, {"_probe_metadata", Stage::Metadata}};
+    for (const auto& [name, stage] : probes)
+      cls.def(
+          name,
+          [prepare, stage = stage](py::handle self, Args... a) -> py::object {
+            const JobPtr job = prepare(self, a...);
+            if (stage == Stage::Parse) return py::none();
+            const auto& prepared = static_cast<const MechanismJobT&>(*job);
+            if (stage == Stage::Metadata) {
+              UnwrittenJob<Mechanism, Call> unwritten(prepared);
+              return run_job(unwritten);
+            }
+            AttentionOutput out = prepared.call.unwritten(prepared.mechanism, false);
+            py::object values = to_numpy(std::move(out.values));
+            if (!out.has_weights()) return py::make_tuple(values, py::none());
+            return py::make_tuple(values, to_numpy(std::move(out.weights), out.weights_shape));
+          },
+          args..., "Benchmark probe (private): compute stopped before the arithmetic; see bindings/mechanism.hpp.");
   }
   if (convert_stacked == nullptr) return;
   cls.def(
