@@ -3,9 +3,11 @@
 
 #include <algorithm>
 
+#include "attention_core.hpp"
 #include "mechanism.hpp"
 #include "memory/memory.hpp"
 #include "ruvector/errors.hpp"
+#include "ruvector/simd.hpp"
 
 namespace ruvector::bindings {
 namespace {
@@ -26,6 +28,13 @@ struct DotProductCall {
   }
   AttentionOutput run(const DotProductAttention& a) const {
     return a.compute(q.matrix(item), k.matrix(item), v.matrix(item), options);
+  }
+  // run() without the arithmetic, for the benchmark probe _probe_call (mechanism.hpp): the
+  // output allocated as compute allocates it, left unwritten, and its metadata when asked.
+  AttentionOutput unwritten(const DotProductAttention& a, bool metadata) const {
+    AttentionOutput out = detail::dot_product_output(q.rows(), k.rows(), v.cols(), options.need_weights);
+    if (metadata) detail::describe_dot_product(out, a.config(), q.cols(), backend_name(simd_backend()));
+    return out;
   }
 };
 

@@ -33,4 +33,11 @@ void gemm(const float* a, std::size_t lda, const float* b, std::size_t ldb, bool
 void check_value_rows(std::int64_t keys, std::int64_t value_rows);
 void check_mask_shape(const AttentionMask& mask, std::int64_t lq, std::int64_t lk, const char* note = "");
 
+// DotProductAttention::compute's output around the kernel (dot_product.cpp): the values (and
+// weights) allocated, not written, and the metadata naming the backend that ran. The binding's
+// benchmark probe (_probe_call) builds them alone, to measure what a call costs beyond the
+// arithmetic.
+AttentionOutput dot_product_output(Index lq, Index lk, Index dv, bool need_weights);
+void describe_dot_product(AttentionOutput& out, const AttentionConfig& config, Index d, const char* backend);
+
 }  // namespace ruvector::detail

@@ -41,12 +41,7 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
                                              const DotProductOptions& opt) const {
   validate(q, k, v, opt);
   const Index lq = q.rows(), d = q.cols(), lk = k.rows(), dv = v.cols();
-  AttentionOutput out;
-  out.values = memory::output_matrix(lq, dv);
-  if (opt.need_weights) {
-    out.weights = memory::output_matrix(lq, lk);
-    out.weights_shape = {lq, lk};
-  }
+  AttentionOutput out = detail::dot_product_output(lq, lk, dv, opt.need_weights);
 
   simd::FlashParams p;
   p.q = q.data();
@@ -72,10 +67,28 @@ AttentionOutput DotProductAttention::compute(const MatrixRef& q, const MatrixRef
   const bool empty = dv == 0 && !opt.need_weights;
   const char* backend = empty ? backend_name(simd_backend()) : detail::run_flash(p);
 
-  out.metadata["attention_type"] = std::string("dot_product");
-  out.metadata["scale"] = config_.scale_for(d);
-  out.metadata["simd_backend"] = std::string(backend);
+  detail::describe_dot_product(out, config_, d, backend);
   return out;
 }
+
+namespace detail {
+
+AttentionOutput dot_product_output(Index lq, Index lk, Index dv, bool need_weights) {
+  AttentionOutput out;
+  out.values = memory::output_matrix(lq, dv);
+  if (need_weights) {
+    out.weights = memory::output_matrix(lq, lk);
+    out.weights_shape = {lq, lk};
+  }
+  return out;
+}
+
+void describe_dot_product(AttentionOutput& out, const AttentionConfig& config, Index d, const char* backend) {
+  out.metadata["attention_type"] = std::string("dot_product");
+  out.metadata["scale"] = config.scale_for(d);
+  out.metadata["simd_backend"] = std::string(backend);
+}
+
+}  // namespace detail
 
 }  // namespace ruvector

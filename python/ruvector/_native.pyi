@@ -124,6 +124,39 @@ class DotProductAttention:
         need_weights: bool = True,
         training: bool = False,
     ) -> list[_Job]: ...
+    def _probe_parse(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        training: bool = False,
+    ) -> None: ...
+    def _probe_output(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        training: bool = False,
+    ) -> tuple[FloatArray, FloatArray | None]: ...
+    def _probe_metadata(
+        self,
+        query: ArrayLike,
+        key: ArrayLike,
+        value: ArrayLike,
+        *,
+        mask: ArrayLike | None = None,
+        causal: bool = False,
+        need_weights: bool = True,
+        training: bool = False,
+    ) -> AttentionOutput: ...
 
 class MultiHeadAttention:
     def __init__(

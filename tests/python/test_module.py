@@ -148,6 +148,58 @@ def test_ceiling_probes(backend):
                 probe(bad)
 
 
+@pytest.mark.parametrize(("lq", "lk", "d", "dv"), [(2, 2, 2, 2), (5, 3, 7, 4), (1, 9, 16, 1)])
+def test_probe_call_stages(backend, lq, lk, d, dv):
+    """The 2×2 row's limit (bench/compare_dot_product.py): DotProductAttention's _probe_* stop
+    compute before the arithmetic. _probe_parse returns None; _probe_output the unwritten output
+    as NumPy arrays shaped as compute's; _probe_metadata an AttentionOutput whose metadata is
+    compute's."""
+    rng = np.random.default_rng(lq * 100 + lk)
+    q = rng.standard_normal((lq, d), dtype=np.float32)
+    k = rng.standard_normal((lk, d), dtype=np.float32)
+    v = rng.standard_normal((lk, dv), dtype=np.float32)
+    attn = rv.DotProductAttention({"scale": 0.25} if d == 7 else None)
+    for weights in (True, False):
+        full = attn.compute(q, k, v, need_weights=weights)
+        assert attn._probe_parse(q, k, v, need_weights=weights) is None
+        values, w = attn._probe_output(q, k, v, need_weights=weights)
+        assert values.dtype == np.float32 and values.shape == full.values.shape == (lq, dv)
+        if weights:
+            assert w.dtype == np.float32 and w.shape == full.weights.shape == (lq, lk)
+        else:
+            assert w is None
+        out = attn._probe_metadata(q, k, v, need_weights=weights)
+        assert isinstance(out, rv.AttentionOutput)
+        assert out.metadata == full.metadata and out.metadata["simd_backend"] == backend
+        assert out.values.shape == full.values.shape
+        assert (out.weights is None) == (full.weights is None)
+
+
+def test_probe_call_validates_as_compute():
+    """Bad input to a probe raises what compute raises, the same type and message (but for the
+    method's name in pybind11's own signature error): the probes go through compute's own
+    argument list, conversion and checks."""
+    x = np.ones((3, 4), np.float32)
+    bad_calls = [
+        ((x, np.ones((3, 5), np.float32), x), {}),  # key's columns differ from query's
+        ((x, x, np.ones((2, 4), np.float32)), {}),  # one value row per key
+        ((np.ones((2, 3, 4), np.float32), x, x), {}),  # 3-D query
+        (("q", x, x), {}),
+        ((x, x, x), {"mask": np.ones((2, 2), bool)}),
+        ((x, x, x), {"mask": np.ones((3, 3), np.int32)}),
+        ((x, x, x), {"causal": "yes"}),  # pybind11's own check of the signature
+    ]
+    attn = rv.DotProductAttention()
+    for args, kwargs in bad_calls:
+        with pytest.raises(Exception) as expected:
+            attn.compute(*args, **kwargs)
+        for probe in (attn._probe_parse, attn._probe_output, attn._probe_metadata):
+            with pytest.raises(type(expected.value)) as got:
+                probe(*args, **kwargs)
+            assert type(got.value) is type(expected.value)
+            assert str(got.value).replace(probe.__name__, "compute") == str(expected.value)
+
+
 @pytest.mark.parametrize("call", ["compute", "compute_batch", "graph"])
 def test_daemon_threads_inside_sync_calls_at_exit(call):
     """Daemon threads still inside synchronous calls when the interpreter exits: the process
