@@ -139,6 +139,7 @@ class Ceilings:
     exp_by: str
     bandwidth_gbs: float
     fma_peak_gflops: float | None = None
+    microkernel_gflops: float | None = None
 
     @property
     def gemm_best(self) -> float:
@@ -156,6 +157,12 @@ class Ceilings:
         peak = ""
         if self.fma_peak_gflops:
             peak = f"FMA peak {self.fma_peak_gflops:.0f} GFLOP/s (registers only, the rows' limit); "
+            if self.microkernel_gflops:
+                share = self.microkernel_gflops / self.fma_peak_gflops
+                peak += (
+                    f"ruvector's GEMM micro-kernel on L1 data {self.microkernel_gflops:.0f} GFLOP/s "
+                    f"({share:.0%} of the peak: the most any product of ours reaches here); "
+                )
         return (
             f"{peak}GEMM GFLOP/s (NumPy, torch: 2048³; ruvector: 1024³): {gemm}; "
             f"exp ({self.exp_by}, in cache) {self.exp_per_s / 1e9:.2f} G/s; "
@@ -208,7 +215,8 @@ def measure_ceilings(blocks: int = 5) -> Ceilings:
     dst = np.empty_like(src)
     copy_t = time_blocks({"copy": lambda: np.copyto(dst, src)}, blocks=3, calls=2)["copy"]
     peak = _native._fma_peak_gflops(0.2) if hasattr(_native, "_fma_peak_gflops") else None
-    _ceilings = Ceilings(gemm, exp_rate, exp_by, 2 * src.nbytes / copy_t.median / 1e9, peak)
+    micro = _native._microkernel_gflops(0.2) if hasattr(_native, "_microkernel_gflops") else None
+    _ceilings = Ceilings(gemm, exp_rate, exp_by, 2 * src.nbytes / copy_t.median / 1e9, peak, micro)
     return _ceilings
 
 
