@@ -49,6 +49,11 @@ struct Vec {
   // a > b ? fill : value
   static reg where_gt(reg a, reg b, reg value, reg fill) noexcept { return a > b ? fill : value; }
   static float hsum(reg a) noexcept { return a; }
+  static reg hsum_each(const reg* v) noexcept { return v[0]; }
+  static const std::size_t* hsum_slots() noexcept {
+    static const std::size_t slots[1] = {0};
+    return slots;
+  }
   static float hmax(reg a) noexcept { return a; }
 };
 #else
@@ -73,6 +78,38 @@ struct Vec {
 #else
     return xsimd::hadd(a);  // xsimd 8.1 (Debian 12) has hadd, later releases reduce_add
 #endif
+  }
+  // width sums at once: lane j of hsum_each(v) is the sum of the lanes of v[m] for the m with
+  // hsum_slots()[m] == j. (xsimd documents m = j, but the AVX-512 version in xsimd 8.1,
+  // Debian 12's, returns its lanes permuted: the order is found once by trying it.) Null from
+  // hsum_slots() if the order were no permutation at all: sum one vector at a time then.
+  static reg hsum_each(const reg* v) noexcept { return xsimd::haddp(v); }
+  static const std::size_t* hsum_slots() noexcept {
+    static const struct Slots {
+      std::size_t of[width];
+      bool ok = true;
+      Slots() noexcept {
+        alignas(64) float lanes[width][width] = {};
+        reg v[width];
+        for (std::size_t m = 0; m < width; ++m) {
+          lanes[m][0] = static_cast<float>(m + 1);  // vector m sums to m + 1
+          v[m] = reg::load_aligned(lanes[m]);
+        }
+        alignas(64) float sums[width];
+        hsum_each(v).store_aligned(sums);
+        bool seen[width] = {};
+        for (std::size_t j = 0; j < width; ++j) {
+          const float m = sums[j] - 1.0f;
+          const auto mi = static_cast<std::size_t>(m);
+          ok = ok && m >= 0.0f && m < static_cast<float>(width) && static_cast<float>(mi) == m && !seen[mi];
+          if (ok) {
+            seen[mi] = true;
+            of[mi] = j;
+          }
+        }
+      }
+    } slots;
+    return slots.ok ? slots.of : nullptr;
   }
   static float hmax(reg a) noexcept {  // xsimd 8.1 has no reduce_max
     alignas(64) float t[width];
