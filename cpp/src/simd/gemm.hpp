@@ -24,15 +24,13 @@ constexpr std::size_t MR = RUVECTOR_MR;
 constexpr std::size_t NV = RUVECTOR_NV;
 constexpr std::size_t NR = NV * W;
 
+// Row i of A is rows[i] (MR of them: rows past m repeat row m-1).
 template <bool Accumulate>
-void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, std::size_t ldb, float* c,
-                  std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
+void micro_kernel_rows(std::size_t kc, const float* const* rows, const float* bp, std::size_t ldb, float* c,
+                       std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
   reg acc[MR][NV];
   for (std::size_t i = 0; i < MR; ++i)
     for (std::size_t j = 0; j < NV; ++j) acc[i][j] = Vec::zero();
-
-  const float* rows[MR];
-  for (std::size_t i = 0; i < MR; ++i) rows[i] = a + (i < m ? i : m - 1) * lda;
 
   for (std::size_t p = 0; p < kc; ++p) {
     reg b[NV];
@@ -66,6 +64,14 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
       dst[j] = v;
     }
   }
+}
+
+template <bool Accumulate>
+void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, std::size_t ldb, float* c,
+                  std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
+  const float* rows[MR];
+  for (std::size_t i = 0; i < MR; ++i) rows[i] = a + (i < m ? i : m - 1) * lda;
+  micro_kernel_rows<Accumulate>(kc, rows, bp, ldb, c, ldc, m, n, bias);
 }
 
 // The micro-kernel alone on operands in L1 (microkernel_gflops): `rounds` products of an
@@ -126,11 +132,11 @@ constexpr std::size_t KC = 256;  // GEMM depth per pass: a KC×NR slice of B sta
 
 // C[m×n] (=|+=) A[m×k] · B (+ bias), B in NR-column panels of k rows, panel p at
 // bp + p·panel_stride, its rows ldb apart (NR when packed; a row-major B whose width is a
-// multiple of NR serves in place with ldb = its row stride and panel_stride = NR). Blocked
-// over depth so every row group reuses a B slice from L1.
-void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* bp,
-                 std::size_t panel_stride, std::size_t ldb, float* c, std::size_t ldc, bool accumulate,
-                 const float* bias) noexcept {
+// multiple of NR serves in place with ldb = its row stride and panel_stride = NR). Row i of A
+// starts at row_of(i). Blocked over depth so every row group reuses a B slice from L1.
+template <class RowOf>
+void gemm_blocked(std::size_t m, std::size_t n, std::size_t k, RowOf row_of, const float* bp, std::size_t panel_stride,
+                  std::size_t ldb, float* c, std::size_t ldc, bool accumulate, const float* bias) noexcept {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (std::size_t i = 0; i < m; ++i)
@@ -151,14 +157,31 @@ void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, st
       const float* bias_p = (bias && last) ? bias + jp * NR : nullptr;
       for (std::size_t i = 0; i < m; i += MR) {
         const std::size_t mm = std::min(MR, m - i);
+        const float* rows[MR];
+        for (std::size_t r = 0; r < MR; ++r) rows[r] = row_of(i + (r < mm ? r : mm - 1)) + k0;
         float* cij = c + i * ldc + jp * NR;
         if (acc)
-          micro_kernel<true>(kc, a + i * lda + k0, lda, b, ldb, cij, ldc, mm, nn, bias_p);
+          micro_kernel_rows<true>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
         else
-          micro_kernel<false>(kc, a + i * lda + k0, lda, b, ldb, cij, ldc, mm, nn, bias_p);
+          micro_kernel_rows<false>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
       }
     }
   }
+}
+
+// gemm_blocked on a row-major A (row stride lda).
+void gemm_packed(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* bp,
+                 std::size_t panel_stride, std::size_t ldb, float* c, std::size_t ldc, bool accumulate,
+                 const float* bias) noexcept {
+  gemm_blocked(
+      m, n, k, [a, lda](std::size_t i) { return a + i * lda; }, bp, panel_stride, ldb, c, ldc, accumulate, bias);
+}
+
+// gemm_blocked on rows of A given by pointer (rows[i], m of them), wherever they lie.
+void gemm_rows(std::size_t m, std::size_t n, std::size_t k, const float* const* rows, const float* bp,
+               std::size_t panel_stride, std::size_t ldb, float* c, std::size_t ldc, const float* bias) noexcept {
+  gemm_blocked(
+      m, n, k, [rows](std::size_t i) { return rows[i]; }, bp, panel_stride, ldb, c, ldc, false, bias);
 }
 
 struct GemmJob {

@@ -162,18 +162,15 @@ void pack_transform(const GatTransform& t, float* packed) noexcept {
 bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t row_end) noexcept {
   if (row_begin >= row_end) return true;
   const std::size_t H = t.heads, C = t.channels, HC = H * C, K = t.in_features;
-  // W packed (once per call when the caller did it), then the rows by small blocks; with
-  // `rows`, each block's rows are first copied into a block of scratch that stays in L1.
+  // W packed (once per call when the caller did it), then the rows by small blocks.
   const std::size_t panels = (HC + NR - 1) / NR;
   const std::size_t packed_size = t.packed_weight ? 0 : transform_packed_size(t);
-  const std::size_t block_size = t.rows ? kTransformSubRows * K : 0;
   // GAT's per-head scores W at a time where the channels fill whole vectors
   const std::size_t* slots = t.att_src && C % W == 0 ? Vec::hsum_slots() : nullptr;
   const std::size_t sums_size = slots ? (2 * H + W - 1) / W * W : 0;
-  Scratch<float> scratch(packed_size + block_size + sums_size);
-  if (!scratch.ok(packed_size + block_size + sums_size)) return false;
-  float* block = scratch.ptr + packed_size;
-  float* sums = block + block_size;
+  Scratch<float> scratch(packed_size + sums_size);
+  if (!scratch.ok(packed_size + sums_size)) return false;
+  float* sums = scratch.ptr + packed_size;
   if (!t.packed_weight) pack_transform(t, scratch.ptr);
   const float* weight = t.packed_weight ? t.packed_weight : scratch.ptr;
   const auto x_row = [&t](std::size_t i) {
@@ -193,23 +190,24 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
 #endif
       gemm_packed(r1 - r0, HC, K, t.x + r0 * t.ld_x, t.ld_x, weight, K * NR, NR, out, t.ld_out, false, t.bias);
     } else {
-      // Rows in place at random: copied into the L1 block (prefetched a block ago), then the
-      // product a panel of columns at a time, a share of the next block's rows requested
-      // before each, so the requests come in small groups while the products run (the whole
-      // next block at once, 384 lines, stalled on the CPU's outstanding-miss slots).
+      // Rows in place at random, read where they lie (prefetched a block ago), the product a
+      // panel of columns at a time with a share of the next block's rows requested before each,
+      // so the requests come in small groups while the products run (the whole next block at
+      // once, 384 lines, stalled on the CPU's outstanding-miss slots).
+      const float* rows[kTransformSubRows];
+      for (std::size_t i = r0; i < r1; ++i) rows[i - r0] = x_row(i);
 #if defined(__GNUC__) || defined(__clang__)
-      if (r0 == row_begin)  // the first block: all its requests in flight before the copy waits
+      if (r0 == row_begin)  // the first block: all its requests in flight at once
         for (std::size_t i = r0; i < r1; ++i) prefetch_row(x_row(i), K, 0);
 #endif
-      for (std::size_t i = r0; i < r1; ++i) std::memcpy(block + (i - r0) * K, x_row(i), K * sizeof(float));
       const std::size_t share = (n1 - r1 + panels - 1) / panels;
       for (std::size_t jp = 0; jp < panels; ++jp) {
 #if defined(__GNUC__) || defined(__clang__)
         for (std::size_t i = r1 + jp * share; i < std::min(n1, r1 + (jp + 1) * share); ++i) prefetch_row(x_row(i), K, 0);
 #endif
         const std::size_t c0 = jp * NR;
-        gemm_packed(r1 - r0, std::min(NR, HC - c0), K, block, K, weight + jp * K * NR, K * NR, NR, out + c0,
-                    t.ld_out, false, t.bias ? t.bias + c0 : nullptr);
+        gemm_rows(r1 - r0, std::min(NR, HC - c0), K, rows, weight + jp * K * NR, K * NR, NR, out + c0, t.ld_out,
+                  t.bias ? t.bias + c0 : nullptr);
       }
     }
     if (t.att_src == nullptr) continue;
