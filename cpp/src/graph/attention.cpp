@@ -167,9 +167,9 @@ std::vector<std::size_t> target_ranges(const detail::GraphCsr& g, double node_co
 
 constexpr std::size_t kTransformRows = 1024;  // rows per transform task (its x' block stays in L2)
 
-// Rows per transform task: at most kTransformRows, in a number of tasks that is a multiple of
-// the pool's threads, so that they finish together (9 blocks of 1024 on 2 threads left one
-// thread idle for a ninth of a targets= call).
+// Rows per transform task: at most kTransformRows, in about a multiple of the pool's threads
+// of tasks, so that they finish together (9 blocks of 1024 on 2 threads left one thread idle
+// for a ninth of a targets= call).
 std::size_t transform_block(std::size_t rows) {
   const std::size_t threads = std::max<std::size_t>(1, get_num_threads());
   const std::size_t rounds = (rows + threads * kTransformRows - 1) / (threads * kTransformRows);

@@ -44,22 +44,23 @@ class HugeBlockPool {
     }();
     return *pool;
   }
-  // A cached block of at least `bytes` (and not wastefully larger), or null.
-  void* take(std::size_t bytes, std::size_t& capacity) noexcept {
+  // A cached block of at least `bytes` (and not wastefully larger), huge-page backed or not as
+  // asked, or null.
+  void* take(std::size_t bytes, bool huge, std::size_t& capacity) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
     std::size_t best = blocks_.size();
     for (std::size_t b = 0; b < blocks_.size(); ++b)
-      if (blocks_[b].second >= bytes && blocks_[b].second / 2 <= bytes &&
-          (best == blocks_.size() || blocks_[b].second < blocks_[best].second))
+      if (blocks_[b].huge == huge && blocks_[b].capacity >= bytes && blocks_[b].capacity / 2 <= bytes &&
+          (best == blocks_.size() || blocks_[b].capacity < blocks_[best].capacity))
         best = b;
     if (best == blocks_.size()) return nullptr;
-    void* p = blocks_[best].first;
-    capacity = blocks_[best].second;
+    void* p = blocks_[best].p;
+    capacity = blocks_[best].capacity;
     cached_ -= capacity;
     blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(best));
     return p;
   }
-  void give(void* p, std::size_t capacity) noexcept {
+  void give(void* p, std::size_t capacity, bool huge) noexcept {
     if (capacity > kPoolBytes) {
       std::free(p);
       return;
@@ -68,12 +69,12 @@ class HugeBlockPool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       while (!blocks_.empty() && (cached_ + capacity > kPoolBytes || blocks_.size() >= kPoolBlocks)) {  // drop the oldest
-        evicted.push_back(blocks_.front().first);
-        cached_ -= blocks_.front().second;
+        evicted.push_back(blocks_.front().p);
+        cached_ -= blocks_.front().capacity;
         blocks_.erase(blocks_.begin());
       }
       try {
-        blocks_.emplace_back(p, capacity);
+        blocks_.push_back(Block{p, capacity, huge});
         cached_ += capacity;
         p = nullptr;
       } catch (...) {
@@ -86,8 +87,13 @@ class HugeBlockPool {
  private:
   static constexpr std::size_t kPoolBytes = std::size_t{128} << 20;  // at most 128 MB kept for reuse
   static constexpr std::size_t kPoolBlocks = 64;                      // in at most this many blocks
+  struct Block {
+    void* p;
+    std::size_t capacity;
+    bool huge;  // huge-page aligned and advised
+  };
   std::mutex mutex_;
-  std::vector<std::pair<void*, std::size_t>> blocks_;  // oldest first
+  std::vector<Block> blocks_;  // oldest first
   std::size_t cached_ = 0;
 };
 
@@ -108,18 +114,29 @@ FloatBuffer::FloatBuffer(std::size_t n) {
   if (n == 0) return;
   const std::size_t bytes = n * sizeof(float);
   if (bytes >= kPooledStep) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
     const bool huge = bytes >= 2 * kHugePage;
+#else
+    const bool huge = false;
+#endif
     const std::size_t step = huge ? kHugePage : kPooledStep;
     const std::size_t rounded = (bytes + step - 1) / step * step;
-    if (void* cached = HugeBlockPool::instance().take(rounded, capacity_)) {
+    if (void* cached = HugeBlockPool::instance().take(rounded, huge, capacity_)) {
       ptr_ = static_cast<float*>(cached);
+      huge_ = huge;
       return;
     }
     void* p = nullptr;
+#if defined(__unix__) || defined(__APPLE__)
     if (posix_memalign(&p, huge ? kHugePage : 64, rounded) != 0) throw std::bad_alloc();
+#else
+    p = std::malloc(rounded);  // (no huge pages here) malloc's alignment is enough
+    if (p == nullptr) throw std::bad_alloc();
+#endif
     if (huge) advise_huge_pages(p, rounded);
     ptr_ = static_cast<float*>(p);
     capacity_ = rounded;
+    huge_ = huge;
     return;
   }
   ptr_ = static_cast<float*>(std::malloc(bytes));
@@ -128,7 +145,7 @@ FloatBuffer::FloatBuffer(std::size_t n) {
 
 FloatBuffer::~FloatBuffer() {
   if (capacity_ > 0)
-    HugeBlockPool::instance().give(ptr_, capacity_);
+    HugeBlockPool::instance().give(ptr_, capacity_, huge_);
   else
     std::free(ptr_);
 }

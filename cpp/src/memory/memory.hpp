@@ -56,7 +56,8 @@ class FloatBuffer {
 
  private:
   float* ptr_ = nullptr;
-  std::size_t capacity_ = 0;  // > 0: a pooled huge-page block of that many bytes
+  std::size_t capacity_ = 0;  // > 0: a pooled block of that many bytes
+  bool huge_ = false;         // the pooled block is huge-page backed
 };
 
 // --- limits -----------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#if defined(_MSC_VER)
+#include <intrin.h>  // _ReadWriteBarrier
+#endif
 
 #include "kernels.hpp"
 #include "primitives.hpp"
@@ -91,9 +94,13 @@ std::size_t microkernel_peak_kernel(std::size_t rounds, float* sink) noexcept {
     micro_kernel<true>(kDepth, a, kDepth, b, NR, c, NR, MR, NR, nullptr);
 #if defined(__GNUC__) || defined(__clang__)
     asm volatile("" : : "r"(a), "r"(b), "r"(c) : "memory");
+#elif defined(_MSC_VER)
+    _ReadWriteBarrier();
 #endif
   }
-  *sink = c[0];
+  float total = 0.0f;  // every element of the tile is used
+  for (std::size_t i = 0; i < MR * NR; ++i) total += c[i];
+  *sink = total;
   return rounds * 2 * MR * NR * kDepth;
 }
 

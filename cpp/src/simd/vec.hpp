@@ -89,19 +89,23 @@ struct Vec {
       std::size_t of[width];
       bool ok = true;
       Slots() noexcept {
-        alignas(64) float lanes[width][width] = {};
+        // Lane l of vector m holds (m + 1)·2^l, so the vector sums to (m + 1)·(2^width − 1),
+        // exactly (below 2^24): a lane holding anything but one whole vector's sum shows.
+        alignas(64) float lanes[width][width];
         reg v[width];
         for (std::size_t m = 0; m < width; ++m) {
-          lanes[m][0] = static_cast<float>(m + 1);  // vector m sums to m + 1
+          for (std::size_t l = 0; l < width; ++l) lanes[m][l] = static_cast<float>((m + 1) << l);
           v[m] = reg::load_aligned(lanes[m]);
         }
         alignas(64) float sums[width];
         hsum_each(v).store_aligned(sums);
+        const float whole = static_cast<float>((std::size_t{1} << width) - 1);
         bool seen[width] = {};
-        for (std::size_t j = 0; j < width; ++j) {
-          const float m = sums[j] - 1.0f;
-          const auto mi = static_cast<std::size_t>(m);
-          ok = ok && m >= 0.0f && m < static_cast<float>(width) && static_cast<float>(mi) == m && !seen[mi];
+        for (std::size_t j = 0; j < width && ok; ++j) {
+          const float m = sums[j] / whole - 1.0f;
+          ok = m >= 0.0f && m < static_cast<float>(width);  // (false for NaN) before the cast
+          const auto mi = ok ? static_cast<std::size_t>(m) : 0;
+          ok = ok && static_cast<float>(mi) == m && !seen[mi];
           if (ok) {
             seen[mi] = true;
             of[mi] = j;
