@@ -132,6 +132,10 @@ RUVECTOR_GAT_INLINE void head_scores(const float* row, const GatTransform& t, co
 // Rows per GEMM call of the transform: their x rows (and x' rows) stay in L1 across the column
 // panels of the product and for the α dot products that follow.
 constexpr std::size_t kTransformSubRows = MR * 4;
+// Rows read in place at random (GatTransform::rows) go by half as many: their block is read
+// once per column panel, and 48 of them (24 KB at 128 features) beside a 16 KB panel filled
+// L1 (24 measured ~5 % faster on a targets= call).
+constexpr std::size_t kGatherSubRows = MR * 2;
 
 // Asks for the n floats at p to be brought into L2 (for writing when `write`): a hint.
 RUVECTOR_GAT_INLINE void prefetch_row(const float* p, std::size_t n, int write) noexcept {
@@ -176,9 +180,10 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
   const auto x_row = [&t](std::size_t i) {
     return t.x + (t.rows ? static_cast<std::size_t>(t.rows[i]) : i) * t.ld_x;
   };
-  for (std::size_t r0 = row_begin; r0 < row_end; r0 += kTransformSubRows) {
-    const std::size_t r1 = std::min(row_end, r0 + kTransformSubRows);
-    const std::size_t n1 = std::min(row_end, r1 + kTransformSubRows);
+  const std::size_t sub_rows = t.rows ? kGatherSubRows : kTransformSubRows;
+  for (std::size_t r0 = row_begin; r0 < row_end; r0 += sub_rows) {
+    const std::size_t r1 = std::min(row_end, r0 + sub_rows);
+    const std::size_t n1 = std::min(row_end, r1 + sub_rows);
     float* out = t.out + r0 * t.ld_out;
     if (t.rows == nullptr) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -194,7 +199,7 @@ bool transform_kernel(const GatTransform& t, std::size_t row_begin, std::size_t 
       // panel of columns at a time with a share of the next block's rows requested before each,
       // so the requests come in small groups while the products run (the whole next block at
       // once, 384 lines, stalled on the CPU's outstanding-miss slots).
-      const float* rows[kTransformSubRows];
+      const float* rows[kGatherSubRows];
       for (std::size_t i = r0; i < r1; ++i) rows[i - r0] = x_row(i);
 #if defined(__GNUC__) || defined(__clang__)
       if (r0 == row_begin)  // the first block: all its requests in flight at once
