@@ -42,6 +42,7 @@ struct Vec {
   static reg add(reg a, reg b) noexcept { return a + b; }
   static reg sub(reg a, reg b) noexcept { return a - b; }
   static reg mul(reg a, reg b) noexcept { return a * b; }
+  static reg div(reg a, reg b) noexcept { return a / b; }
   static reg max(reg a, reg b) noexcept { return a > b ? a : b; }
   static reg abs(reg a) noexcept { return std::fabs(a); }
   static reg exp(reg a) noexcept { return std::exp(a); }
@@ -69,6 +70,7 @@ struct Vec {
   static reg add(reg a, reg b) noexcept { return a + b; }
   static reg sub(reg a, reg b) noexcept { return a - b; }
   static reg mul(reg a, reg b) noexcept { return a * b; }
+  static reg div(reg a, reg b) noexcept { return a / b; }
   static reg max(reg a, reg b) noexcept { return xsimd::max(a, b); }
   static reg abs(reg a) noexcept { return xsimd::abs(a); }
   static reg where_gt(reg a, reg b, reg value, reg fill) noexcept { return xsimd::select(a > b, fill, value); }
