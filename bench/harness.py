@@ -63,13 +63,16 @@ class Row:
         limit: float | None = None,
     ) -> Row:
         """A row from block timings (seconds) and the workload's limit (seconds, or None)."""
+        notes = dict(extra or {})
+        if isinstance(limit, Limit):
+            notes["% of GEMM-ceiling limit"] = f"{100 * limit.at_gemm / ours.median:.0f}%"
         return cls(
             section,
             case,
             ours.median * 1e3,
             peer,
             theirs.median * 1e3 if theirs is not None else None,
-            dict(extra or {}),
+            notes,
             (ours.low * 1e3, ours.high * 1e3),
             (theirs.low * 1e3, theirs.high * 1e3) if theirs is not None else None,
             limit * 1e3 if limit is not None else None,
@@ -225,12 +228,26 @@ def ceilings() -> Ceilings:
     return _ceilings if _ceilings is not None else measure_ceilings()
 
 
-def limit_seconds(flops: float, exps: float = 0.0, bytes_moved: float = 0.0) -> float:
+class Limit(float):
+    """A row's limit in seconds (at the FMA peak), carrying ``at_gemm``: the same workload with
+    its multiply-adds at the best float32 GEMM measured here instead, the ceiling issue 15
+    states its targets against. The table gives the fraction of both."""
+
+    at_gemm: float
+
+    def __new__(cls, seconds: float, at_gemm: float) -> Limit:
+        limit = super().__new__(cls, seconds)
+        limit.at_gemm = at_gemm
+        return limit
+
+
+def limit_seconds(flops: float, exps: float = 0.0, bytes_moved: float = 0.0) -> Limit:
     """The time a workload would take at this run's ceilings: its multiply-adds at the FMA
     units' peak, its exponentials at the exp rate and the bytes it must read or write at the
     copy bandwidth, one after the other (an attention call overlaps little of them)."""
     c = ceilings()
-    return flops / (c.flops_limit * 1e9) + exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
+    rest = exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
+    return Limit(flops / (c.flops_limit * 1e9) + rest, flops / (c.gemm_best * 1e9) + rest)
 
 
 def amx_tile_rates(seconds: float = 0.002) -> list[float]:

@@ -117,7 +117,9 @@ def write_markdown(
     lines.append(
         "- Each row's *limit* is its multiply-adds at the FMA units' peak (measured on registers; the"
         " best GEMM where that probe is missing) plus its exponentials at the exp rate plus the bytes"
-        " it must move at the copy bandwidth."
+        " it must move at the copy bandwidth. The notes give ruvector's fraction of a second limit,"
+        " its multiply-adds at the best float32 GEMM measured instead (the GEMM ceiling), for a"
+        " machine where no GEMM reaches the FMA peak."
     )
     if tiles:
         lines.append(
