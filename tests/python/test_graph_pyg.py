@@ -180,7 +180,9 @@ def layer_for(variant="gat", **kwargs):
 @pytest.mark.parametrize("edge_dim", [None, 2])
 def test_targets_are_rows_of_the_full_call(backend, variant, add_self_loops, edge_dim):
     rng = np.random.default_rng(11)
-    for n, e in ((1, 0), (25, 80), (300, 2000)):
+    # (a few targets of the largest graph renumber their sources through a hash table, the
+    # others through a bitmap of all sources: both paths, every option)
+    for n, e in ((1, 0), (25, 80), (300, 2000), (4000, 12000)):
         edges = np.asarray(random_edges(rng, n, n, e)).T.copy()
         features = rng.standard_normal((e, 2)).astype(np.float32) if edge_dim else None
         graph = GraphStructure(edges, n, features)
@@ -227,6 +229,12 @@ def test_targets_bipartite_and_pair(backend):
     full = layer.compute((xs, xd), graph)
     targets = np.array([14, 3, 3, 0, 9])
     np.testing.assert_array_equal(layer.compute((xs, xd), graph, targets=targets).values, full.values[targets])
+    # a larger graph, where these few targets take the hash-table path
+    xs, xd = rng.standard_normal((3000, 5)).astype(np.float32), rng.standard_normal((2000, 4)).astype(np.float32)
+    graph = GraphStructure(np.asarray(random_edges(rng, 3000, 2000, 9000)).T.copy(), (3000, 2000))
+    full = layer.compute((xs, xd), graph)
+    for targets in (np.array([14, 3, 3, 0, 9]), np.array([1999, 0, 1500])):
+        np.testing.assert_array_equal(layer.compute((xs, xd), graph, targets=targets).values, full.values[targets])
 
 
 def test_targets_refused():

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <numeric>
 #include <optional>
@@ -223,6 +224,17 @@ void fill_loop_features(const detail::GraphCsr& g, const float* features, std::s
   }
 }
 
+// The index of the lowest set bit of a non-zero word.
+int lowest_bit(std::uint64_t bits) {
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctzll(bits);
+#else
+  int b = 0;
+  for (; (bits & 1) == 0; bits >>= 1) ++b;
+  return b;
+#endif
+}
+
 // Local ids of source nodes in first-use order (appended to `sources`), through an
 // open-addressing table sized by the targets' edges, never by N: the cost follows the targets
 // (an N-sized map took a fill of N entries per call, and on a graph of 10⁸ nodes as many
@@ -283,7 +295,8 @@ class SourceIds {
 
 // The part of a graph some targets need: their in-edges, renumbered. Targets are the distinct
 // ids in ascending order (so those with an added self-loop, ids below min(N_src, N_dst), come
-// first); sources the distinct source rows their edges read, in first-use order.
+// first); sources the distinct source rows their edges read, in first-use order for a few
+// targets, ascending for many.
 struct TargetGraph {
   detail::GraphCsr csr;
   std::vector<std::int64_t> targets;      // local target → global id
@@ -352,11 +365,38 @@ TargetGraph target_graph(const GraphStructure& graph, const std::vector<std::int
     parallel_for(chunks, copy_edges);
   else if (chunks == 1)
     copy_edges(0);
-  // 3. Local source ids, in first-use order; the part's edges are numbered in CSR order.
-  SourceIds local(edges + n, t.sources);
-  t.sources.reserve(std::min(edges + n, static_cast<std::size_t>(g.num_sources)));
+  // 3. Local source ids (the part's edges are numbered in CSR order).
   c.source.resize(edges);
-  for (std::size_t k = 0; k < edges; ++k) c.source[k] = local(global_source[k]);
+  const std::size_t N = static_cast<std::size_t>(g.num_sources);
+  if ((edges + n) * 8 >= N) {
+    // Many targets (their edges at least N/8): ascending ids through a bitmap of the N
+    // sources, so the transform reads x in address order as the full call does (in first-use
+    // order it read x at random: targets= of every node took 3x the full call). O(N/64 + edges).
+    std::vector<std::uint64_t> used((N + 63) / 64, 0);
+    const auto mark = [&used](std::int64_t s) {
+      used[static_cast<std::size_t>(s) >> 6] |= std::uint64_t{1} << (static_cast<std::size_t>(s) & 63);
+    };
+    for (std::size_t k = 0; k < edges; ++k) mark(global_source[k]);
+    if (self_rows)
+      for (std::size_t i = 0; i < t.loop_nodes; ++i) mark(t.targets[i]);
+    std::unique_ptr<std::uint32_t[]> id_of(new std::uint32_t[N]);  // read only where marked
+    for (std::size_t w = 0; w < used.size(); ++w)
+      for (std::uint64_t bits = used[w]; bits != 0; bits &= bits - 1) {
+        const std::size_t s = w * 64 + lowest_bit(bits);
+        id_of[s] = static_cast<std::uint32_t>(t.sources.size());
+        t.sources.push_back(static_cast<std::int64_t>(s));
+      }
+    for (std::size_t k = 0; k < edges; ++k) c.source[k] = id_of[static_cast<std::size_t>(global_source[k])];
+    if (self_rows)
+      for (std::size_t i = 0; i < t.loop_nodes; ++i) t.loop_source.push_back(id_of[static_cast<std::size_t>(t.targets[i])]);
+  } else {
+    // Few: first-use order through a table sized by their edges.
+    SourceIds local(edges + n, t.sources);
+    t.sources.reserve(std::min(edges + n, N));
+    for (std::size_t k = 0; k < edges; ++k) c.source[k] = local(global_source[k]);
+    if (self_rows)
+      for (std::size_t i = 0; i < t.loop_nodes; ++i) t.loop_source.push_back(local(t.targets[i]));
+  }
   c.edge_id.resize(edges);
   std::iota(c.edge_id.begin(), c.edge_id.end(), std::int64_t{0});
   if (keep_loops) {
@@ -372,8 +412,6 @@ TargetGraph target_graph(const GraphStructure& graph, const std::vector<std::int
     c.num_self_loops = static_cast<std::int64_t>(c.loop_edge_id.size());
   }
   c.num_edges = static_cast<std::int64_t>(t.edge_global.size());
-  if (self_rows)
-    for (std::size_t i = 0; i < t.loop_nodes; ++i) t.loop_source.push_back(local(t.targets[i]));
   c.num_sources = static_cast<std::int64_t>(t.sources.size());
   if (graph.has_edge_features()) {
     const RowMatrixXf& f = graph.edge_features();
