@@ -1,8 +1,8 @@
 // The GEMM of the per-ISA kernels (see vec.hpp): register-blocked micro-kernel, panel packing,
 // depth blocking, and the table's gemm (AMX tiles instead when enabled and worth it).
-// C[m×n] (= or +=) A[m×kc] · Bp[kc×NR], m <= MR, n <= NR in the micro-kernel. A is read in
-// place (row stride lda); B is a panel of NR columns, rows ldb apart (NR when packed). Rows past
-// m re-read row m-1, so the hot loop has no bounds; their results are dropped.
+// C[m×n] (= or +=) A[m×kc] · Bp[kc×NR], m <= MR, n <= NR in the micro-kernel. A's rows are
+// read in place, one pointer each; B is a panel of NR columns, rows ldb apart (NR when packed).
+// Rows past m re-read row m-1, so the hot loop has no bounds; their results are dropped.
 #pragma once
 
 #include <algorithm>
@@ -29,7 +29,7 @@ constexpr std::size_t NR = NV * W;
 
 // Row i of A is rows[i] (MR of them: rows past m repeat row m-1).
 template <bool Accumulate>
-void micro_kernel_rows(std::size_t kc, const float* const* rows, const float* bp, std::size_t ldb, float* c,
+void micro_kernel(std::size_t kc, const float* const* rows, const float* bp, std::size_t ldb, float* c,
                        std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
   reg acc[MR][NV];
   for (std::size_t i = 0; i < MR; ++i)
@@ -69,14 +69,6 @@ void micro_kernel_rows(std::size_t kc, const float* const* rows, const float* bp
   }
 }
 
-template <bool Accumulate>
-void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* bp, std::size_t ldb, float* c,
-                  std::size_t ldc, std::size_t m, std::size_t n, const float* bias) noexcept {
-  const float* rows[MR];
-  for (std::size_t i = 0; i < MR; ++i) rows[i] = a + (i < m ? i : m - 1) * lda;
-  micro_kernel_rows<Accumulate>(kc, rows, bp, ldb, c, ldc, m, n, bias);
-}
-
 // The micro-kernel alone on operands in L1 (microkernel_gflops): `rounds` products of an
 // MR×KC block of A and a KC×NR panel of B into a tile, the shape every GEMM of this ISA is made
 // of. What the kernel can reach with no cache misses and no packing: the ceiling of its
@@ -85,13 +77,15 @@ void micro_kernel(std::size_t kc, const float* a, std::size_t lda, const float* 
 std::size_t microkernel_peak_kernel(std::size_t rounds, float* sink) noexcept {
   constexpr std::size_t kDepth = 128;  // A 6-24 KB, B 8-16 KB: both stay in L1 across rounds
   alignas(64) float a[MR * kDepth], b[kDepth * NR], c[MR * NR] = {};
+  const float* rows[MR];
+  for (std::size_t i = 0; i < MR; ++i) rows[i] = a + i * kDepth;
   for (std::size_t i = 0; i < MR * kDepth; ++i) a[i] = 1e-3f * static_cast<float>(i % 97);
   for (std::size_t i = 0; i < kDepth * NR; ++i) b[i] = 1e-3f * static_cast<float>(i % 89);
   // Accumulating into the same tile, and (GCC, Clang) telling the compiler that A and B may have
   // changed and the tile been read between rounds: else it computes the product once, or only
   // the part of the tile it sees used.
   for (std::size_t r = 0; r < rounds; ++r) {
-    micro_kernel<true>(kDepth, a, kDepth, b, NR, c, NR, MR, NR, nullptr);
+    micro_kernel<true>(kDepth, rows, b, NR, c, NR, MR, NR, nullptr);
 #if defined(__GNUC__) || defined(__clang__)
     asm volatile("" : : "r"(a), "r"(b), "r"(c) : "memory");
 #elif defined(_MSC_VER)
@@ -168,9 +162,9 @@ void gemm_blocked(std::size_t m, std::size_t n, std::size_t k, RowOf row_of, con
         for (std::size_t r = 0; r < MR; ++r) rows[r] = row_of(i + (r < mm ? r : mm - 1)) + k0;
         float* cij = c + i * ldc + jp * NR;
         if (acc)
-          micro_kernel_rows<true>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
+          micro_kernel<true>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
         else
-          micro_kernel_rows<false>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
+          micro_kernel<false>(kc, rows, b, ldb, cij, ldc, mm, nn, bias_p);
       }
     }
   }
