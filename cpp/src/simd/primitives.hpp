@@ -134,12 +134,16 @@ void softmax_kernel(float* x, std::size_t n) noexcept {
 // The FMA units' peak: `rounds` steps of 12 independent multiply-add chains held in registers
 // (more chains than an FMA's latency times its ports, so the units never wait). Returns the
 // flops done; the chains' sum goes to *sink so that none of them is optimised away.
+// The chains start from *sink, a value the compiler cannot see: started from constants, GCC 12
+// proved the chain starting at 1 a fixed point (0.999999·1 + 1e-6 rounds to 1), dropped its
+// FMAs and so reported 12/11 of the peak.
 std::size_t fma_peak_kernel(std::size_t rounds, float* sink) noexcept {
   constexpr int kChains = 12;
   using reg = Vec::reg;
   const reg m = Vec::broadcast(0.999999f), c = Vec::broadcast(1e-6f);  // x ← 0.999999·x + 1e-6 stays bounded
+  const float seed = *sink;
   reg acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = Vec::broadcast(static_cast<float>(i));
+  for (int i = 0; i < kChains; ++i) acc[i] = Vec::broadcast(seed + static_cast<float>(i));
   for (std::size_t r = 0; r < rounds; ++r)
     for (int i = 0; i < kChains; ++i) acc[i] = Vec::fma(acc[i], m, c);
   reg total = acc[0];
