@@ -190,10 +190,12 @@ void softmax_tile(const FlashParams& p, FlashJob& job, std::size_t q0, std::size
     if (p.dropout.rate > 0.0f) dropout_row(p, q0 + r, k0, row, kb);
     if (first) {
       l = sum;
-    } else {
+    } else if (m_new != m) {  // the max grew: rescale what the row has gathered so far
       const float alpha = m == kNegInf ? 0.0f : scalar_exp(m - m_new);
       if (alpha != 1.0f) scale_kernel(acc + r * ldacc, p.dv, alpha);
       l = l * alpha + sum;
+    } else {  // alpha = exp(0) = 1
+      l += sum;
     }
     m = m_new;
   }

@@ -105,8 +105,11 @@ void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t 
                   float* bp, float scale = 1.0f) noexcept {
   const std::size_t cols = std::min(NR, n - col0);
   if (!transposed) {
+    constexpr std::size_t kAhead = 16;  // rows: the source rows lie ldb apart, often far
     for (std::size_t p = 0; p < k; ++p) {
       const float* src = b + p * ldb + col0;
+      if (p + kAhead < k)
+        for (std::size_t j = 0; j < cols; j += 16) prefetch_line(src + kAhead * ldb + j);
       float* dst = bp + p * NR;
       std::size_t j = 0;
       for (; j < cols; ++j) dst[j] = src[j] * scale;
@@ -118,10 +121,15 @@ void pack_b_panel(const float* b, std::size_t ldb, bool transposed, std::size_t 
     // faster than reading B column-wise, which made packing the keys ~1/7 of a 256×256
     // attention call.
     constexpr std::size_t kDepthChunk = 64;
+    // Each chunk asks for the next one's lines (rows ldb apart, a few lines each: a pattern
+    // the hardware prefetchers do not follow; the loads had been waiting on L3 or memory).
+    for (std::size_t j = 0; j < cols; ++j)
+      for (std::size_t p = 0; p < std::min(k, kDepthChunk); p += 16) prefetch_line(b + (col0 + j) * ldb + p);
     for (std::size_t p0 = 0; p0 < k; p0 += kDepthChunk) {
-      const std::size_t p1 = std::min(k, p0 + kDepthChunk);
+      const std::size_t p1 = std::min(k, p0 + kDepthChunk), p2 = std::min(k, p1 + kDepthChunk);
       for (std::size_t j = 0; j < cols; ++j) {
         const float* src = b + (col0 + j) * ldb;
+        for (std::size_t p = p1; p < p2; p += 16) prefetch_line(src + p);
         for (std::size_t p = p0; p < p1; ++p) bp[p * NR + j] = src[p] * scale;
       }
       for (std::size_t j = cols; j < NR; ++j)
