@@ -30,8 +30,11 @@ if(RUVECTOR_ARCH_X86)
     ruvector_add_isa_kernel(avx512 /arch:AVX512)
   else()
     ruvector_add_isa_kernel(avx2 -mavx2 -mfma)
-    # GCC 12 warns falsely (-Wmaybe-uninitialized) inside its own AVX-512 headers.
-    set(avx512_flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -Wno-maybe-uninitialized)
+    # GCC 12 warns falsely (-Wmaybe-uninitialized, -Wuninitialized) inside its own AVX-512 headers
+    # (_mm512_undefined_ps initialises a register from itself); the avx2 and scalar units compile
+    # the same kernel code with both warnings on.
+    set(avx512_flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -Wno-maybe-uninitialized
+        -Wno-uninitialized)
     # AMX tiles (used by the avx512 kernels only after a run-time check, simd_dispatch.cpp).
     include(CheckCXXCompilerFlag)
     check_cxx_compiler_flag("-mamx-tile -mamx-bf16 -mavx512bf16" RUVECTOR_COMPILER_HAS_AMX)

@@ -45,11 +45,19 @@ void scale_kernel(float* x, std::size_t n, float a) noexcept {
   for (; i < n; ++i) x[i] *= a;
 }
 
+// Four running maxima: one chain would wait on each max's latency (2-4 cycles) where the loads
+// allow two a cycle; the row max of every softmax tile goes through here.
 float max_kernel(const float* x, std::size_t n) noexcept {
-  reg m = Vec::broadcast(kNegInf);
+  reg m0 = Vec::broadcast(kNegInf), m1 = m0, m2 = m0, m3 = m0;
   std::size_t i = 0;
-  for (; i + W <= n; i += W) m = Vec::max(m, Vec::load(x + i));
-  float r = Vec::hmax(m);
+  for (; i + 4 * W <= n; i += 4 * W) {
+    m0 = Vec::max(m0, Vec::load(x + i));
+    m1 = Vec::max(m1, Vec::load(x + i + W));
+    m2 = Vec::max(m2, Vec::load(x + i + 2 * W));
+    m3 = Vec::max(m3, Vec::load(x + i + 3 * W));
+  }
+  for (; i + W <= n; i += W) m0 = Vec::max(m0, Vec::load(x + i));
+  float r = Vec::hmax(Vec::max(Vec::max(m0, m1), Vec::max(m2, m3)));
   for (; i < n; ++i) r = x[i] > r ? x[i] : r;
   return r;
 }
