@@ -242,12 +242,18 @@ class Limit(float):
 
 
 def limit_seconds(flops: float, exps: float = 0.0, bytes_moved: float = 0.0) -> Limit:
-    """The time a workload would take at this run's ceilings: its multiply-adds at the FMA
-    units' peak, its exponentials at the exp rate and the bytes it must read or write at the
-    copy bandwidth, one after the other (an attention call overlaps little of them)."""
+    """The time a workload would take at this run's ceilings, as a roofline: its multiply-adds
+    at the FMA units' peak plus its exponentials at the exp rate (both take the vector units),
+    or the bytes it must read or write at the copy bandwidth if that takes longer (loads
+    overlap the arithmetic). ``at_gemm``: the same with the best GEMM measured in place of the
+    peak, which is issue 15's own formula (its worked examples are GEMM time plus exp time)."""
     c = ceilings()
-    rest = exps / c.exp_per_s + bytes_moved / (c.bandwidth_gbs * 1e9)
-    return Limit(flops / (c.flops_limit * 1e9) + rest, flops / (c.gemm_best * 1e9) + rest)
+    exp_s = exps / c.exp_per_s
+    memory_s = bytes_moved / (c.bandwidth_gbs * 1e9)
+    return Limit(
+        max(flops / (c.flops_limit * 1e9) + exp_s, memory_s),
+        max(flops / (c.gemm_best * 1e9) + exp_s, memory_s),
+    )
 
 
 def amx_tile_rates(seconds: float = 0.002) -> list[float]:

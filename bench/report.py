@@ -115,11 +115,11 @@ def write_markdown(
     lines += ["", "## Ceilings", ""]
     lines.append(f"- Measured at the start of this run: {limits.describe()}.")
     lines.append(
-        "- Each row's *limit* is its multiply-adds at the FMA units' peak (measured on registers; the"
-        " best GEMM where that probe is missing) plus its exponentials at the exp rate plus the bytes"
-        " it must move at the copy bandwidth. The notes give ruvector's fraction of a second limit,"
-        " its multiply-adds at the best float32 GEMM measured instead (the GEMM ceiling), for a"
-        " machine where no GEMM reaches the FMA peak."
+        "- Each row's *limit* is a roofline: its multiply-adds at the FMA units' peak (measured on"
+        " registers; the best GEMM where that probe is missing) plus its exponentials at the exp"
+        " rate, or the bytes it must move at the copy bandwidth where that takes longer. The notes"
+        " give ruvector's fraction of a second limit, its multiply-adds at the best float32 GEMM"
+        " measured instead (the GEMM ceiling, the limit issue 15 states its targets against)."
     )
     if tiles:
         lines.append(
