@@ -100,11 +100,18 @@ def time_blocks(
     12-14 ms right after torch's SDPA, 10.2-10.7 ms after the pause). The pause spins rather than
     sleeps: after a sleep this VM's CPUs come back slower for a while.
 
+    Each round starts one candidate further on (A B C, B C A, C A B, ...), so no candidate
+    always follows the same one: after torch's 100-item matmul-softmax-matmul, the next block
+    was still 20-50 % slower 10 ms later on some rounds, and in a fixed order that was always
+    ruvector's synchronous batch.
+
     ``between``, when given, runs after each round, outside the timed calls (a TileWatch).
     """
     samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(blocks):
-        for name, fn in candidates.items():
+    order = list(candidates.items())
+    for round_index in range(blocks):
+        shift = round_index % len(order)
+        for name, fn in order[shift:] + order[:shift]:
             settled = time.perf_counter() + settle
             while time.perf_counter() < settled:
                 pass
@@ -191,12 +198,13 @@ def measure_ceilings(blocks: int = 5) -> Ceilings:
         cands["torch"] = lambda: torch.matmul(ta, tb, out=tc)
     gemm = {name: 2 * n**3 / t.median / 1e9 for name, t in time_blocks(cands, blocks=blocks, calls=2).items()}
     # ruvector's own GEMM kernel, best round: on some CPUs the libraries above are far from the
-    # FMA units' rate (a 2-core AMD EPYC with AVX-512: ~100 GFLOP/s, ours ~350), and a limit
-    # below what a candidate reached would say nothing
+    # FMA units' rate (a 2-core AMD EPYC with AVX-512: ~210-240 GFLOP/s, ours ~460), and a limit
+    # below what a candidate reached would say nothing. Over a whole second: the shared
+    # machine's speed drifts, and 0.3 s probes read 378 and 464 back to back.
     from ruvector import _native
 
     if hasattr(_native, "_gemm_gflops"):
-        gemm["ruvector"] = _native._gemm_gflops(0.3)
+        gemm["ruvector"] = _native._gemm_gflops(1.0)
 
     # exp on 64 Ki floats (256 KB: in L2), enough elements that torch splits it over its threads
     x = rng.uniform(-10, 10, 1 << 16).astype(np.float32)
@@ -217,8 +225,8 @@ def measure_ceilings(blocks: int = 5) -> Ceilings:
     src = np.ones(1 << 26, dtype=np.float32)
     dst = np.empty_like(src)
     copy_t = time_blocks({"copy": lambda: np.copyto(dst, src)}, blocks=3, calls=2)["copy"]
-    peak = _native._fma_peak_gflops(0.2) if hasattr(_native, "_fma_peak_gflops") else None
-    micro = _native._microkernel_gflops(0.2) if hasattr(_native, "_microkernel_gflops") else None
+    peak = _native._fma_peak_gflops(0.5) if hasattr(_native, "_fma_peak_gflops") else None
+    micro = _native._microkernel_gflops(0.5) if hasattr(_native, "_microkernel_gflops") else None
     _ceilings = Ceilings(gemm, exp_rate, exp_by, 2 * src.nbytes / copy_t.median / 1e9, peak, micro)
     return _ceilings
 
