@@ -1,6 +1,7 @@
 """Rows of bench/compare.py for GraphAttention (issue 5): ruvector against PyG's GATConv and
 GATv2Conv on random graphs (F=128, H=8, C=16), time and peak-RSS growth, in one run; then
-``targets=`` (1, 100, 1,000 targets against the full call on the same graph) and bipartite
+``targets=`` (1, 100, 1,000 targets, and 1,000 with a fresh set each call, against the full
+call on the same graph) and bipartite
 NeighborLoader-style mini-batches (x_src, x_dst) against PyG on the same batches.
 
     python bench/compare_graph.py [--quick]
@@ -144,9 +145,9 @@ def full_graph_rows(quick: bool = False) -> list[Row]:
 
 
 def targets_rows(x: np.ndarray, graph: rv.GraphStructure, n: int, e: int, quick: bool) -> list[Row]:
-    """compute(..., targets=ids) for 1, 100 and 1,000 random targets against the full call: its
-    cost should follow the targets' in-edges (the source rows they read are the only ones
-    transformed), not N."""
+    """compute(..., targets=ids) for 1, 100 and 1,000 random targets, and 1,000 with a fresh set
+    on each call, against the full call: its cost should follow the targets' in-edges (the
+    source rows they read are the only ones transformed), not N."""
     rng = np.random.default_rng(5)
     layer = _layer("gat")
     all_edges = graph.edges
@@ -155,7 +156,7 @@ def targets_rows(x: np.ndarray, graph: rv.GraphStructure, n: int, e: int, quick:
     rows = []
     # (count, id sets): one set asked again and again, whose ~4.5 MB of source rows stay in the
     # L3 cache after the first call (a hot serving cache), then 1,000 targets with a fresh set
-    # on each call, 16 sets in turn, whose rows (~72 MB) come from memory (a cold one).
+    # on each call, 16 sets in turn, whose rows (~50 MB distinct) come from memory (a cold one).
     cases = [(k, [rng.integers(0, n, k)]) for k in (1, 100, 1000)]
     cases.append((1000, [rng.integers(0, n, 1000) for _ in range(16)]))
     for k, sets in cases:

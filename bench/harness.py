@@ -101,14 +101,16 @@ def time_blocks(
     sleeps: after a sleep this VM's CPUs come back slower for a while.
 
     Each round starts one candidate further on (A B C, B C A, C A B, ...), so no candidate
-    always follows the same one: after torch's 100-item matmul-softmax-matmul, the next block
-    was still 20-50 % slower 10 ms later on some rounds, and in a fixed order that was always
-    ruvector's synchronous batch.
+    always follows the same one: in a fixed order, whatever slows the block after a peer's
+    (torch's 100-item matmul-softmax-matmul left the next block 20-50 % slower on some rounds,
+    10 ms later) always fell on the same candidate.
 
     ``between``, when given, runs after each round, outside the timed calls (a TileWatch).
     """
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     order = list(candidates.items())
+    if not order:
+        return {}
     for round_index in range(blocks):
         shift = round_index % len(order)
         for name, fn in order[shift:] + order[:shift]:

@@ -151,6 +151,26 @@ def test_nan_propagates(backend, rng, need_weights, causal, lk):
     np.testing.assert_allclose(out.values, ref_v, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize(("lk", "nan_key"), [(5, 3), (20, 3), (20, 17), (40, 35), (300, 123)])
+def test_nan_among_masked_scores(backend, rng, need_weights, lk, nan_key):
+    """A row whose only allowed score is NaN (the rest masked out): the NaN reaches every
+    weight of the row and every value, wherever the NaN lies in the row (the row maximum can
+    come out NaN or -inf by lane position)."""
+    q, k, v = randn(rng, 4, 8), randn(rng, lk, 8), randn(rng, lk, 8)
+    k[nan_key, 0] = np.nan
+    mask = np.ones((4, lk), dtype=bool)
+    mask[2] = False
+    mask[2, nan_key] = True  # row 2 sees only the NaN key
+    out = rv.DotProductAttention().compute(q, k, v, mask=mask, need_weights=need_weights)
+    ref_v, ref_w = dot_product_attention(q, k, v, mask=mask)
+    assert np.all(np.isnan(out.values[2])) and np.all(np.isnan(ref_v[2]))
+    if need_weights:
+        np.testing.assert_array_equal(np.isnan(out.weights[2]), np.isnan(ref_w[2]))
+    # the other rows see the NaN key too: theirs are NaN as well, as in the reference
+    np.testing.assert_array_equal(np.isnan(out.values), np.isnan(ref_v))
+
+
 def test_empty_inputs(backend, rng):
     attn = rv.DotProductAttention()
     out = attn.compute(np.zeros((0, 4), np.float32), randn(rng, 3, 4), randn(rng, 3, 2))

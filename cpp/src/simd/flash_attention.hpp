@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <limits>
 
 #include "flash_tile.hpp"
 #include "gemm.hpp"
@@ -73,9 +74,10 @@ void weights_block(const FlashParams& p, const float* kp, const float* vp, std::
     if (full_scoring) {
       score_row(p, q0 + r, 0, row, kend);
       m = max_kernel(row, kend);
-      if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
+      if (m == kNegInf) {  // nothing to attend to: zeros; NaN scores make the row NaN (as softmax_kernel)
         const bool nan = has_nan(row, kend);
-        for (std::size_t j = 0; j < kend; ++j) row[j] = nan && row[j] != kNegInf ? row[j] : 0.0f;
+        const float fill = nan ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+        for (std::size_t j = 0; j < kend; ++j) row[j] = fill;
         dead[r] = !nan;
         continue;
       }

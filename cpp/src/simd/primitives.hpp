@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 
 #include "vec.hpp"
 
@@ -10,13 +11,14 @@ namespace ruvector::simd::RUVECTOR_ISA_NS {
 namespace {
 
 // Asks for the cache line holding p to be brought close for reading (a hint; nothing waits).
-inline void prefetch_line(const void* p) noexcept {
+// Always inlined: GCC drops a call to a function whose only effect is a prefetch.
 #if defined(__GNUC__) || defined(__clang__)
+__attribute__((always_inline)) inline void prefetch_line(const void* p) noexcept {
   __builtin_prefetch(p, 0, 3);
-#else
-  (void)p;
-#endif
 }
+#else
+inline void prefetch_line(const void*) noexcept {}
+#endif
 
 float dot_kernel(const float* x, const float* y, std::size_t n) noexcept {
   reg a0 = Vec::zero(), a1 = Vec::zero();
@@ -62,8 +64,10 @@ float max_kernel(const float* x, std::size_t n) noexcept {
   return r;
 }
 
-// max_kernel skips NaN (comparisons with NaN are false): a row it finds all -inf may still
-// hold NaN scores, which must propagate (as in NumPy) rather than read as "nothing allowed".
+// max_kernel may skip NaN (x86's max returns its second operand when either is NaN, and
+// which lane ends up holding the NaN depends on the row's length): a row it finds all -inf may
+// still hold NaN scores, which must propagate (as in NumPy) rather than read as "nothing
+// allowed".
 bool has_nan(const float* x, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i)
     if (x[i] != x[i]) return true;
@@ -140,9 +144,10 @@ float exp_max_shift_sum_kernel(float* x, std::size_t n, float max) noexcept {
 void softmax_kernel(float* x, std::size_t n) noexcept {
   if (n == 0) return;
   const float m = max_kernel(x, n);
-  if (m == kNegInf) {  // nothing to attend to: zeros, never NaN (unless NaN scores)
-    const bool nan = has_nan(x, n);
-    for (std::size_t i = 0; i < n; ++i) x[i] = nan && x[i] != kNegInf ? x[i] : 0.0f;
+  if (m == kNegInf) {  // nothing to attend to: zeros; NaN scores make the whole row NaN, as
+    // they do through exp and the sum when the max is finite (and in NumPy/PyTorch)
+    const float fill = has_nan(x, n) ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+    for (std::size_t i = 0; i < n; ++i) x[i] = fill;
     return;
   }
   const float s = exp_max_shift_sum_kernel(x, n, m);
@@ -151,10 +156,11 @@ void softmax_kernel(float* x, std::size_t n) noexcept {
 
 // The FMA units' peak: `rounds` steps of 12 independent multiply-add chains held in registers
 // (more chains than an FMA's latency times its ports, so the units never wait). Returns the
-// flops done; the chains' sum goes to *sink so that none of them is optimised away.
-// The chains start from *sink, a value the compiler cannot see: started from constants, GCC 12
-// proved the chain starting at 1 a fixed point (0.999999·1 + 1e-6 rounds to 1), dropped its
-// FMAs and so reported 12/11 of the peak.
+// flops done. The chains start from *sink, a value the compiler cannot see: started from
+// constants, GCC 12 proved the chain starting at 1 a fixed point (0.999999·1 + 1e-6 rounds to
+// 1), dropped its FMAs and so reported 12/11 of the peak. A millionth of the chains' sum goes
+// back to *sink: every chain is used, and a caller that passes the same sink again starts
+// near 0 again (the sum itself would grow call after call, to infinity).
 std::size_t fma_peak_kernel(std::size_t rounds, float* sink) noexcept {
   constexpr int kChains = 12;
   using reg = Vec::reg;
@@ -166,7 +172,7 @@ std::size_t fma_peak_kernel(std::size_t rounds, float* sink) noexcept {
     for (int i = 0; i < kChains; ++i) acc[i] = Vec::fma(acc[i], m, c);
   reg total = acc[0];
   for (int i = 1; i < kChains; ++i) total = Vec::add(total, acc[i]);
-  *sink = Vec::hsum(total);
+  *sink = Vec::hsum(total) * 1e-6f;
   return rounds * kChains * Vec::width * 2;
 }
 
