@@ -186,14 +186,7 @@ void pack_head_task(void* job_ptr, std::size_t h) noexcept {
 // Asks for rows [0, rows) of a row-major matrix (n floats each, ld apart) to be brought into
 // L2 (a hint; nothing waits for it).
 void prefetch_rows(const float* x, std::size_t rows, std::size_t n, std::size_t ld) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  for (std::size_t i = 0; i < rows; ++i) {
-    const char* row = reinterpret_cast<const char*>(x + i * ld);
-    for (std::size_t b = 0; b < n * sizeof(float); b += 64) __builtin_prefetch(row + b, 0, 2);
-  }
-#else
-  (void)x, (void)rows, (void)n, (void)ld;
-#endif
+  for (std::size_t i = 0; i < rows; ++i) prefetch_floats<2>(x + i * ld, n);
 }
 
 // Without weights, one head: passes over key ranges small enough that their packed copy stays

@@ -40,16 +40,10 @@ namespace {
 constexpr std::int64_t kRowsAhead = RUVECTOR_GAT_AHEAD;
 constexpr std::int64_t kScoresAhead = 16;  // GAT: the α_src rows (H floats) of the scoring sweep
 
+// The lines of the n floats at first, and the line of the last one (first need not be aligned).
 RUVECTOR_GAT_INLINE void prefetch_lines(const float* first, std::size_t n) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  const char* p = reinterpret_cast<const char*>(first);
-  const char* end = reinterpret_cast<const char*>(first + n);
-  for (; p < end; p += 64) __builtin_prefetch(p, 0, RUVECTOR_GAT_LOCALITY);
-  __builtin_prefetch(end - 1, 0, RUVECTOR_GAT_LOCALITY);
-#else
-  (void)first;
-  (void)n;
-#endif
+  prefetch_floats<RUVECTOR_GAT_LOCALITY>(first, n);
+  prefetch_line<RUVECTOR_GAT_LOCALITY>(first + n - 1);
 }
 
 // Requests row source[pos + ahead] of `base` when that edge is in this task's range.
@@ -139,17 +133,10 @@ constexpr std::size_t kGatherSubRows = MR * 2;
 
 // Asks for the n floats at p to be brought into L2 (for writing when `write`): a hint.
 RUVECTOR_GAT_INLINE void prefetch_row(const float* p, std::size_t n, int write) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-  const char* c = reinterpret_cast<const char*>(p);
-  for (std::size_t b = 0; b < n * sizeof(float); b += 64) {
-    if (write)
-      __builtin_prefetch(c + b, 1, 2);
-    else
-      __builtin_prefetch(c + b, 0, 2);
-  }
-#else
-  (void)p, (void)n, (void)write;
-#endif
+  if (write)
+    prefetch_floats<2, 1>(p, n);
+  else
+    prefetch_floats<2, 0>(p, n);
 }
 
 std::size_t transform_packed_size(const GatTransform& t) noexcept {

@@ -10,15 +10,28 @@
 namespace ruvector::simd::RUVECTOR_ISA_NS {
 namespace {
 
-// Asks for the cache line holding p to be brought close for reading (a hint; nothing waits).
-// Always inlined: GCC drops a call to a function whose only effect is a prefetch.
+// Prefetch hints (nothing waits for them): the line holding p, or the lines of the n floats at
+// p, brought into L1 (Locality 3) or L2 (2), for reading or (Write) for writing. Always inlined:
+// GCC finds a function whose only effect is a prefetch "const" and deletes the calls to it.
 #if defined(__GNUC__) || defined(__clang__)
-__attribute__((always_inline)) inline void prefetch_line(const void* p) noexcept {
-  __builtin_prefetch(p, 0, 3);
-}
+#define RUVECTOR_PREFETCH_INLINE inline __attribute__((always_inline))
 #else
-inline void prefetch_line(const void*) noexcept {}
+#define RUVECTOR_PREFETCH_INLINE inline
 #endif
+template <int Locality = 3, int Write = 0>
+RUVECTOR_PREFETCH_INLINE void prefetch_line(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, Write, Locality);
+#else
+  (void)p;
+#endif
+}
+template <int Locality = 2, int Write = 0>
+RUVECTOR_PREFETCH_INLINE void prefetch_floats(const float* p, std::size_t n) noexcept {
+  const char* c = reinterpret_cast<const char*>(p);
+  const char* end = reinterpret_cast<const char*>(p + n);
+  for (; c < end; c += 64) prefetch_line<Locality, Write>(c);
+}
 
 float dot_kernel(const float* x, const float* y, std::size_t n) noexcept {
   reg a0 = Vec::zero(), a1 = Vec::zero();
