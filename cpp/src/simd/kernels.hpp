@@ -139,7 +139,7 @@ struct KernelTable {
   // Whether x holds no NaN and no ±inf.
   bool (*all_finite)(const float* x, std::size_t n) noexcept;
   // The FMA units' peak on registers (fma_peak_gflops): the chains start from *sink (read,
-  // then overwritten with their sum); returns the flops done.
+  // then overwritten with a millionth of their sum); returns the flops done.
   std::size_t (*fma_peak)(std::size_t rounds, float* sink) noexcept;
   // The GEMM micro-kernel on operands in L1 (microkernel_gflops): returns the flops done.
   std::size_t (*microkernel_peak)(std::size_t rounds, float* sink) noexcept;
