@@ -895,8 +895,14 @@ def test_loops_closed_with_calls_in_flight_release_them(path, monkeypatch):
     runs(150)
     fds1, rss1 = settled()
     assert fds1 - fds0 <= 4, (fds0, fds1)
+    runs(150)
+    fds2, rss2 = settled()
+    assert fds2 - fds0 <= 4, (fds0, fds2)
     if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan's quarantine keeps freed memory
-        assert rss1 - rss0 < 40, (rss0, rss1)  # a leak of the inputs alone: 150 MB
+        # A leak of the inputs alone is 150 MB in each round of 150 runs. The allocator's
+        # arenas may still grow once after the warm-up (+44 MB seen in one round of a full
+        # suite run), never twice: the smaller of the two rounds must stay small.
+        assert min(rss1 - rss0, rss2 - rss1) < 40, (rss0, rss1, rss2)
 
 
 # ---------------------------------------------------------------------------------------------
